@@ -1,0 +1,31 @@
+"""Video-Panda model: the STAB blocks, the projector and the transformers model classes.
+
+Importing this package registers ``videopanda`` with transformers' Auto classes, so
+``AutoModelForImageTextToText.from_pretrained(folder)`` and ``AutoConfig.from_pretrained(folder)`` work.
+"""
+
+from transformers import AutoConfig, AutoModel, AutoModelForImageTextToText
+
+from .build import build_model, load_model, parameter_counts, to_hf_config
+from .config import ModelConfig, VideoTokenizerConfig
+from .configuration_videopanda import VideoPandaConfig
+from .modeling_videopanda import VideoPandaForConditionalGeneration, VideoPandaModel
+from .video_tokenizer import VideoTokenizer, VisualTokens
+
+AutoConfig.register("videopanda", VideoPandaConfig, exist_ok=True)
+AutoModel.register(VideoPandaConfig, VideoPandaModel, exist_ok=True)
+AutoModelForImageTextToText.register(VideoPandaConfig, VideoPandaForConditionalGeneration, exist_ok=True)
+
+__all__ = [
+    "ModelConfig",
+    "VideoPandaConfig",
+    "VideoPandaForConditionalGeneration",
+    "VideoPandaModel",
+    "VideoTokenizer",
+    "VideoTokenizerConfig",
+    "VisualTokens",
+    "build_model",
+    "load_model",
+    "parameter_counts",
+    "to_hf_config",
+]

@@ -1,0 +1,41 @@
+"""LSTE: Local Spatio-Temporal Encoding (paper §3.2, "stacked convs" + DPE).
+
+Within a chunk of T frames, every patch is refined by its temporal neighbours (a bottleneck of 1x1x1 convs
+around a depthwise temporal conv, after a BatchNorm; UniFormerV2's local MHRA), then given a dynamic position
+encoding (DPE, a depthwise 3x3x3 conv). Both are residual, and the block ends with a dense skip to its input:
+
+    x1 = x0 + temporal(x0);  x2 = x1 + dpe(x1);  out = x2 + x0
+
+Everything runs over the full padded patch grid, BatchNorm included, as in the reference (§1.4 step 3).
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+
+class LSTE(nn.Module):
+    """Local Spatio-Temporal Encoding.
+
+    Args:
+        width: channels C.
+        reduced_width: bottleneck channels (``int(C // 1.5)``, 682 for C=1024).
+        use_dpe: build and apply the dynamic position encoding.
+    """
+
+    def __init__(self, width: int, reduced_width: int, use_dpe: bool = True) -> None:
+        super().__init__()
+        self.temporal = nn.Sequential(
+            nn.BatchNorm3d(width),
+            nn.Conv3d(width, reduced_width, kernel_size=1),
+            nn.Conv3d(reduced_width, reduced_width, kernel_size=(3, 1, 1), padding=(1, 0, 0), groups=reduced_width),
+            nn.Conv3d(reduced_width, width, kernel_size=1),  # zero-initialised: the block starts as identity
+        )
+        self.dpe = nn.Conv3d(width, width, kernel_size=3, padding=1, groups=width) if use_dpe else None
+
+    def forward(self, x0: torch.Tensor) -> torch.Tensor:
+        """Args: x0: (B*K, C, T, gh, gw) patch embeddings of every chunk. Returns the same shape."""
+        x1 = x0 + self.temporal(x0)  # (B*K, C, T, gh, gw)
+        x2 = x1 + self.dpe(x1) if self.dpe is not None else x1
+        return x2 + x0  # dense skip: 2*x0 + temporal(x0) + dpe(x1)

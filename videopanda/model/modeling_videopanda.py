@@ -1,0 +1,318 @@
+"""Video-Panda at the transformers boundary: STAB + projector spliced into a LLaMA-family LLM.
+
+``input_ids`` carry one placeholder id per visual token (``video_token_id`` for video frames, ``image_token_id``
+for images); the data collator places exactly as many as the STAB produces (see
+:func:`videopanda.model.geometry.frame_token_counts`). The forward pass embeds the text, computes the visual
+tokens, and writes them into the placeholder positions with one ``masked_scatter`` per modality. Placeholder
+ids are never looked up in the embedding table, so they may lie outside the vocabulary (the reference's -200).
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+from transformers import AutoModel, GenerationMixin, PreTrainedModel
+from transformers import initialization as init
+from transformers.modeling_outputs import ModelOutput
+
+from .configuration_videopanda import VideoPandaConfig
+from .fsra import FSRA
+from .fusion import ContextFusion
+from .gstra import GSTRA
+from .lste import LSTE
+from .projector import build_projector
+from .video_tokenizer import VideoTokenizer, VisualTokens
+
+logger = logging.getLogger(__name__)
+
+IGNORE_INDEX = -100
+
+
+@dataclass
+class VideoPandaModelOutput(ModelOutput):
+    """Output of :class:`VideoPandaModel`.
+
+    Attributes:
+        last_hidden_state: (B, S, D) final hidden states (after the LLM's final norm).
+        cache: the KV cache when ``use_cache``.
+        hidden_states: per-layer hidden states when ``output_hidden_states``.
+        video_tokens: STAB output for the videos of the batch (per-frame counts and boxes), or None.
+        image_tokens: STAB output for the images of the batch, or None.
+    """
+
+    last_hidden_state: torch.Tensor | None = None
+    cache: object | None = None
+    hidden_states: tuple[torch.Tensor, ...] | None = None
+    attentions: tuple[torch.Tensor, ...] | None = None
+    video_tokens: VisualTokens | None = None
+    image_tokens: VisualTokens | None = None
+
+
+@dataclass
+class VideoPandaCausalLMOutput(ModelOutput):
+    """Output of :class:`VideoPandaForConditionalGeneration` (``loss`` is the LM cross-entropy)."""
+
+    loss: torch.Tensor | None = None
+    logits: torch.Tensor | None = None
+    cache: object | None = None
+    hidden_states: tuple[torch.Tensor, ...] | None = None
+    attentions: tuple[torch.Tensor, ...] | None = None
+    last_hidden_state: torch.Tensor | None = None
+    video_tokens: VisualTokens | None = None
+    image_tokens: VisualTokens | None = None
+
+
+class VideoPandaPreTrainedModel(PreTrainedModel):
+    config: VideoPandaConfig
+    config_class = VideoPandaConfig
+    base_model_prefix = "model"
+    input_modalities = ("video", "image", "text")
+    supports_gradient_checkpointing = True
+    _no_split_modules = ["LlamaDecoderLayer"]
+    _supports_flash_attn = True
+    _supports_sdpa = True
+    _supports_attention_backend = True
+
+    @torch.no_grad()
+    def _init_weights(self, module: nn.Module) -> None:
+        """Initialise STAB blocks; runs after the generic init of their children (Linear/Conv N(0, 0.02)).
+
+        The zero-inits below are the ones the paper and the reference's module code intend (DECISIONS.md): LSTE's
+        output conv and GSTRA's output projections start at zero, so at init both blocks pass features through.
+        Parameters loaded from a checkpoint are flagged by transformers and left untouched.
+        """
+        super()._init_weights(module)
+        if isinstance(module, LSTE):
+            init.zeros_(module.temporal[3].weight)
+            init.zeros_(module.temporal[3].bias)
+            if module.dpe is not None:  # torch's default conv init, as the reference keeps it (§1.6)
+                init.kaiming_uniform_(module.dpe.weight, a=math.sqrt(5))
+                init.zeros_(module.dpe.bias)
+        elif isinstance(module, GSTRA):
+            init.zeros_(module.query)
+            init.xavier_uniform_(module.in_proj_weight)
+            init.zeros_(module.in_proj_bias)
+            for lin in (module.out_proj, module.mlp.c_proj):
+                init.zeros_(lin.weight)
+                init.zeros_(lin.bias)
+        elif isinstance(module, ContextFusion):
+            init.zeros_(module.balance)  # alpha = sigmoid(0) = 0.5
+        elif isinstance(module, FSRA):
+            init.normal_(module.query)
+        elif isinstance(module, VideoTokenizer) and module.split_embedding is not None:
+            init.normal_(module.split_embedding)
+
+
+class VideoPandaModel(VideoPandaPreTrainedModel):
+    """STAB + projector + LLM body (no LM head)."""
+
+    def __init__(self, config: VideoPandaConfig) -> None:
+        super().__init__(config)
+        stab = config.stab
+        self.video_tokenizer = VideoTokenizer(stab)
+        self.projector = build_projector(config.projector_type, stab.width, config.text_config.hidden_size)
+        self.language_model = AutoModel.from_config(config.text_config)
+        self.post_init()
+
+    def get_input_embeddings(self) -> nn.Module:
+        return self.language_model.get_input_embeddings()
+
+    def set_input_embeddings(self, value: nn.Module) -> None:
+        self.language_model.set_input_embeddings(value)
+
+    def encode_visual(self, frames: torch.Tensor) -> tuple[torch.Tensor, VisualTokens]:
+        """Run the STAB and the projector.
+
+        Args:
+            frames: (B, F, 4, H, W) videos (F > 1) or images (F == 1).
+
+        Returns:
+            ``(features (sum L, D), visual_tokens)`` with features in (sample, frame, token) order.
+        """
+        visual = self.video_tokenizer(frames)
+        return self.projector(visual.tokens), visual  # (sum L, D)
+
+    def get_video_features(self, pixel_values_videos: torch.Tensor) -> list[torch.Tensor]:
+        """Visual tokens of each video after the projector, in the reference's order.
+
+        Args:
+            pixel_values_videos: (B, F, 4, H, W).
+
+        Returns:
+            B tensors of shape (num_tokens, D): per frame ``[context, row_0, split, row_1, split, ...]``.
+        """
+        features, visual = self.encode_visual(pixel_values_videos)
+        per_sample = visual.frame_token_counts.view(pixel_values_videos.shape[0], -1).sum(dim=1)  # (B,)
+        return list(torch.split(features, per_sample.tolist()))
+
+    def get_image_features(self, pixel_values_images: torch.Tensor) -> list[torch.Tensor]:
+        """Visual tokens of each image (T=1: no LSTE, no GSTRA). ``pixel_values_images``: (B, 4, H, W)."""
+        return self.get_video_features(_as_images(pixel_values_images))
+
+    def get_placeholder_mask(self, input_ids: torch.Tensor, token_id: int, num_features: int, kind: str):
+        """Positions of ``token_id`` in ``input_ids``; raises if their count differs from ``num_features``."""
+        mask = input_ids == token_id  # (B, S)
+        n_tokens = int(mask.sum())
+        if n_tokens != num_features:
+            raise ValueError(
+                f"{kind} placeholders and {kind} features do not match: {kind} tokens: {n_tokens}, "
+                f"features: {num_features}. Build input_ids with as many placeholders as the STAB produces "
+                f"(videopanda.model.geometry.frame_token_counts)."
+            )
+        return mask
+
+    def forward(
+        self,
+        input_ids: torch.LongTensor | None = None,
+        pixel_values_videos: torch.Tensor | None = None,
+        pixel_values_images: torch.Tensor | None = None,
+        attention_mask: torch.Tensor | None = None,
+        position_ids: torch.LongTensor | None = None,
+        cache=None,
+        inputs_embeds: torch.Tensor | None = None,
+        use_cache: bool | None = None,
+        **kwargs,
+    ) -> VideoPandaModelOutput:
+        """Splice visual tokens into the text embeddings and run the LLM.
+
+        Args:
+            input_ids: (B, S) token ids with placeholders at visual positions.
+            pixel_values_videos: (Bv, F, 4, H, W) frames of the Bv samples that hold a video, in batch order.
+            pixel_values_images: (Bi, 4, H, W) images of the Bi samples that hold an image, in batch order.
+            attention_mask: (B, S) 1 on real tokens (left or right padding).
+            inputs_embeds: (B, S, D) instead of ``input_ids`` (no splicing then).
+        """
+        if (input_ids is None) == (inputs_embeds is None):
+            raise ValueError("pass exactly one of input_ids or inputs_embeds")
+        video_tokens = image_tokens = None
+        if inputs_embeds is None:
+            cfg = self.config
+            visual = (input_ids == cfg.video_token_id) | (input_ids == cfg.image_token_id)  # (B, S)
+            pad_id = cfg.text_config.pad_token_id or 0
+            inputs_embeds = self.get_input_embeddings()(input_ids.masked_fill(visual, pad_id))  # (B, S, D)
+            for frames, token_id, kind in (
+                (pixel_values_videos, cfg.video_token_id, "video"),
+                (None if pixel_values_images is None else _as_images(pixel_values_images), cfg.image_token_id, "image"),
+            ):
+                if frames is None:
+                    if bool((input_ids == token_id).any()):
+                        raise ValueError(f"input_ids hold {kind} placeholders but no {kind} pixel values were given")
+                    continue
+                features, tokens = self.encode_visual(frames)
+                mask = self.get_placeholder_mask(input_ids, token_id, features.shape[0], kind)
+                inputs_embeds = inputs_embeds.masked_scatter(mask[..., None], features.to(inputs_embeds.dtype))
+                if kind == "video":
+                    video_tokens = tokens
+                else:
+                    image_tokens = tokens
+        outputs = self.language_model(
+            inputs_embeds=inputs_embeds,
+            attention_mask=attention_mask,
+            position_ids=position_ids,
+            cache=cache,
+            use_cache=use_cache,
+            **kwargs,
+        )
+        return VideoPandaModelOutput(
+            last_hidden_state=outputs.last_hidden_state,
+            cache=outputs.cache,
+            hidden_states=outputs.hidden_states,
+            attentions=outputs.attentions,
+            video_tokens=video_tokens,
+            image_tokens=image_tokens,
+        )
+
+
+class VideoPandaForConditionalGeneration(VideoPandaPreTrainedModel, GenerationMixin):
+    """Video-Panda: the inference model (no teacher, no distillation head; those live in ``videopanda.train``)."""
+
+    def __init__(self, config: VideoPandaConfig) -> None:
+        super().__init__(config)
+        self.model = VideoPandaModel(config)
+        self.lm_head = nn.Linear(config.text_config.hidden_size, config.text_config.vocab_size, bias=False)
+        self.post_init()
+
+    def get_input_embeddings(self) -> nn.Module:
+        return self.model.get_input_embeddings()
+
+    def set_input_embeddings(self, value: nn.Module) -> None:
+        self.model.set_input_embeddings(value)
+
+    def get_output_embeddings(self) -> nn.Module:
+        return self.lm_head
+
+    def get_video_features(self, pixel_values_videos: torch.Tensor) -> list[torch.Tensor]:
+        """See :meth:`VideoPandaModel.get_video_features`."""
+        return self.model.get_video_features(pixel_values_videos)
+
+    def get_image_features(self, pixel_values_images: torch.Tensor) -> list[torch.Tensor]:
+        """See :meth:`VideoPandaModel.get_image_features`."""
+        return self.model.get_image_features(pixel_values_images)
+
+    def forward(
+        self,
+        input_ids: torch.LongTensor | None = None,
+        pixel_values_videos: torch.Tensor | None = None,
+        pixel_values_images: torch.Tensor | None = None,
+        attention_mask: torch.Tensor | None = None,
+        position_ids: torch.LongTensor | None = None,
+        cache=None,
+        inputs_embeds: torch.Tensor | None = None,
+        labels: torch.LongTensor | None = None,
+        use_cache: bool | None = None,
+        logits_to_keep: int = 0,
+        **kwargs,
+    ) -> VideoPandaCausalLMOutput:
+        """Forward pass with an optional next-token loss.
+
+        Args:
+            labels: (B, S) target ids, ``-100`` where no loss is taken; visual positions are always ignored.
+            logits_to_keep: if > 0, compute logits only for the last ``logits_to_keep`` positions.
+            Others: see :meth:`VideoPandaModel.forward`.
+        """
+        kwargs.pop("past_key_values", None)
+        outputs = self.model(
+            input_ids=input_ids,
+            pixel_values_videos=pixel_values_videos,
+            pixel_values_images=pixel_values_images,
+            attention_mask=attention_mask,
+            position_ids=position_ids,
+            cache=cache,
+            inputs_embeds=inputs_embeds,
+            use_cache=use_cache,
+            **kwargs,
+        )
+        hidden = outputs.last_hidden_state  # (B, S, D)
+        logits = self.lm_head(hidden[:, -logits_to_keep:] if logits_to_keep else hidden)  # (B, S', V)
+        loss = None
+        if labels is not None:
+            if input_ids is not None:
+                visual = (input_ids == self.config.video_token_id) | (input_ids == self.config.image_token_id)
+                labels = labels.masked_fill(visual, IGNORE_INDEX)
+            loss = self.loss_function(logits=logits, labels=labels, vocab_size=self.config.text_config.vocab_size)
+        return VideoPandaCausalLMOutput(
+            loss=loss,
+            logits=logits,
+            cache=outputs.cache,
+            hidden_states=outputs.hidden_states,
+            attentions=outputs.attentions,
+            last_hidden_state=hidden,
+            video_tokens=outputs.video_tokens,
+            image_tokens=outputs.image_tokens,
+        )
+
+
+def _as_images(pixel_values_images: torch.Tensor) -> torch.Tensor:
+    """(B, 4, H, W) or (B, 1, 4, H, W) images -> (B, 1, 4, H, W)."""
+    if pixel_values_images.dim() == 4:
+        return pixel_values_images[:, None]
+    if pixel_values_images.dim() == 5 and pixel_values_images.shape[1] == 1:
+        return pixel_values_images
+    raise ValueError(f"expected images of shape (B, 4, H, W), got {tuple(pixel_values_images.shape)}")
+
+
+__all__ = ["VideoPandaForConditionalGeneration", "VideoPandaModel", "VideoPandaPreTrainedModel"]
