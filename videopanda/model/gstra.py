@@ -48,6 +48,8 @@ class GSTRA(nn.Module):
         self.mlp.add_module("gelu", QuickGELU())
         self.mlp.add_module("dropout", nn.Dropout(mlp_dropout))
         self.mlp.add_module("c_proj", nn.Linear(mlp_factor * width, width))
+        for lin in (self.out_proj, self.mlp.c_proj):
+            lin.init_scheme = "zeros"  # read by VideoPandaPreTrainedModel._init_weights
         self.reset_parameters()
 
     def reset_parameters(self) -> None:

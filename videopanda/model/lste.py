@@ -2,9 +2,12 @@
 
 Within a chunk of T frames, every patch is refined by its temporal neighbours (a bottleneck of 1x1x1 convs
 around a depthwise temporal conv, after a BatchNorm; UniFormerV2's local MHRA), then given a dynamic position
-encoding (DPE, a depthwise 3x3x3 conv). Both are residual, and the block ends with a dense skip to its input:
+encoding (DPE, a depthwise 3x3x3 conv). Both are residual:
 
-    x1 = x0 + temporal(x0);  x2 = x1 + dpe(x1);  out = x2 + x0
+    x1 = x0 + temporal(x0);  x2 = x1 + dpe(x1)
+
+GSTRA reads ``x2``; the STAB then adds the dense skip ``x2 + x0`` (reference §1.4 step 3d), so the frame
+tokens see ``2*x0 + temporal(x0) + dpe(x1)``.
 
 Everything runs over the full padded patch grid, BatchNorm included, as in the reference (§1.4 step 3).
 """
@@ -32,10 +35,12 @@ class LSTE(nn.Module):
             nn.Conv3d(reduced_width, reduced_width, kernel_size=(3, 1, 1), padding=(1, 0, 0), groups=reduced_width),
             nn.Conv3d(reduced_width, width, kernel_size=1),  # zero-initialised: the block starts as identity
         )
+        self.temporal[3].init_scheme = "zeros"  # read by VideoPandaPreTrainedModel._init_weights
         self.dpe = nn.Conv3d(width, width, kernel_size=3, padding=1, groups=width) if use_dpe else None
+        if self.dpe is not None:
+            self.dpe.init_scheme = "torch_default"  # torch's kaiming-uniform weight, zero bias (§1.6)
 
     def forward(self, x0: torch.Tensor) -> torch.Tensor:
         """Args: x0: (B*K, C, T, gh, gw) patch embeddings of every chunk. Returns the same shape."""
         x1 = x0 + self.temporal(x0)  # (B*K, C, T, gh, gw)
-        x2 = x1 + self.dpe(x1) if self.dpe is not None else x1
-        return x2 + x0  # dense skip: 2*x0 + temporal(x0) + dpe(x1)
+        return x1 + self.dpe(x1) if self.dpe is not None else x1  # x2

@@ -23,7 +23,6 @@ from .configuration_videopanda import VideoPandaConfig
 from .fsra import FSRA
 from .fusion import ContextFusion
 from .gstra import GSTRA
-from .lste import LSTE
 from .projector import build_projector
 from .video_tokenizer import VideoTokenizer, VisualTokens
 
@@ -81,24 +80,24 @@ class VideoPandaPreTrainedModel(PreTrainedModel):
     def _init_weights(self, module: nn.Module) -> None:
         """Initialise STAB blocks; runs after the generic init of their children (Linear/Conv N(0, 0.02)).
 
-        The zero-inits below are the ones the paper and the reference's module code intend (DECISIONS.md): LSTE's
-        output conv and GSTRA's output projections start at zero, so at init both blocks pass features through.
+        Blocks mark layers that need a special init with an ``init_scheme`` attribute. The zero-inits are the ones
+        the paper and the reference's module code intend (DECISIONS.md): LSTE's output conv and GSTRA's output
+        projections start at zero, so at init both blocks pass features through. The DPE keeps torch's kaiming-uniform
+        weight with a zero bias, as the reference run had it (§1.6).
         Parameters loaded from a checkpoint are flagged by transformers and left untouched.
         """
         super()._init_weights(module)
-        if isinstance(module, LSTE):
-            init.zeros_(module.temporal[3].weight)
-            init.zeros_(module.temporal[3].bias)
-            if module.dpe is not None:  # torch's default conv init, as the reference keeps it (§1.6)
-                init.kaiming_uniform_(module.dpe.weight, a=math.sqrt(5))
-                init.zeros_(module.dpe.bias)
+        scheme = getattr(module, "init_scheme", None)  # set by the blocks on the layers they own
+        if scheme == "zeros":
+            init.zeros_(module.weight)
+            init.zeros_(module.bias)
+        elif scheme == "torch_default":
+            init.kaiming_uniform_(module.weight, a=math.sqrt(5))
+            init.zeros_(module.bias)
         elif isinstance(module, GSTRA):
             init.zeros_(module.query)
             init.xavier_uniform_(module.in_proj_weight)
             init.zeros_(module.in_proj_bias)
-            for lin in (module.out_proj, module.mlp.c_proj):
-                init.zeros_(lin.weight)
-                init.zeros_(lin.bias)
         elif isinstance(module, ContextFusion):
             init.zeros_(module.balance)  # alpha = sigmoid(0) = 0.5
         elif isinstance(module, FSRA):
