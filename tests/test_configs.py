@@ -1,0 +1,65 @@
+"""Every shipped YAML config loads into its dataclass; the full-size model builds on meta with the paper's counts."""
+
+from __future__ import annotations
+
+import importlib
+from pathlib import Path
+
+import pytest
+
+from videopanda.config import ConfigError, load_config
+from videopanda.model import ModelConfig, build_model, parameter_counts
+
+CONFIGS = Path(__file__).resolve().parents[1] / "configs"
+
+# Top-level folder of configs/ -> "module:Class" its YAML files load into. A new folder must be added here.
+LOADERS = {
+    "model": "videopanda.model.config:ModelConfig",
+    "ablations": "videopanda.model.config:ModelConfig",
+}
+
+
+def _yaml_files():
+    return sorted(p.relative_to(CONFIGS).as_posix() for p in CONFIGS.rglob("*.yaml"))
+
+
+@pytest.mark.parametrize("rel", _yaml_files())
+def test_every_config_loads_into_its_dataclass(rel):
+    folder = rel.split("/")[0]
+    assert folder in LOADERS, f"configs/{rel}: no dataclass registered for configs/{folder}/ in tests/test_configs.py"
+    module, cls = LOADERS[folder].split(":")
+    load_config(getattr(importlib.import_module(module), cls), CONFIGS / rel)
+
+
+def test_7b_stab_plus_projector_has_the_papers_45m_parameters():
+    cfg = load_config(ModelConfig, CONFIGS / "model" / "videopanda-7b.yaml")
+    model = build_model(cfg, device="meta")
+    counts = parameter_counts(model)
+    assert counts["stab+projector"] == 45_066_578  # reference §1.8: tower without lmhra2 + mlp2x_gelu projector
+    assert counts["stab"] == 24_086_866
+    assert counts["llm"] == 6_738_415_616  # LLaMA-2-7B / Vicuna-7B with an untied head
+    assert next(model.parameters()).device.type == "meta"
+    tokens = model.model.video_tokenizer
+    assert tuple(tokens.patch_embedding.proj.weight.shape) == (1024, 3, 14, 14)
+    assert tuple(tokens.lste.temporal[1].weight.shape) == (682, 1024, 1, 1, 1)
+    assert tuple(tokens.gstra.in_proj_weight.shape) == (3072, 1024)
+    assert tuple(model.model.projector[2].weight.shape) == (4096, 4096)
+
+
+def test_unknown_keys_and_bad_types_are_rejected_with_the_dotted_key(tmp_path):
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("include: " + str(CONFIGS / "model" / "tiny.yaml") + "\nvideo_tokenizer:\n  gstar: false\n")
+    with pytest.raises(ConfigError, match=r"video_tokenizer\.gstar"):
+        load_config(ModelConfig, bad)
+    with pytest.raises(ConfigError, match=r"video_tokenizer\.width: expected an integer"):
+        load_config(ModelConfig, CONFIGS / "model" / "tiny.yaml", ["video_tokenizer.width=wide"])
+    with pytest.raises(ConfigError, match="fusion='learned' needs gstra: true"):
+        load_config(ModelConfig, CONFIGS / "model" / "tiny.yaml", ["video_tokenizer.gstra=false"])
+
+
+def test_dotted_overrides_and_includes_compose():
+    cfg = load_config(ModelConfig, CONFIGS / "ablations" / "no_gstra.yaml", ["llm.num_hidden_layers=2"])
+    assert cfg.video_tokenizer.gstra is False and cfg.video_tokenizer.fusion == "fsra_only"
+    assert cfg.llm["num_hidden_layers"] == 2 and cfg.llm["hidden_size"] == 4096  # rest from the included base
+    tiny = load_config(ModelConfig, CONFIGS / "model" / "tiny.yaml")
+    assert tiny.video_tokenizer.image_size == 112 and tiny.video_tokenizer.chunk_size == 4
