@@ -16,6 +16,7 @@ CONFIGS = Path(__file__).resolve().parents[1] / "configs"
 LOADERS = {
     "model": "videopanda.model.config:ModelConfig",
     "ablations": "videopanda.model.config:ModelConfig",
+    "eval": "videopanda.eval.judge.profiles:JudgeProfile",
 }
 
 
