@@ -17,6 +17,7 @@ LOADERS = {
     "model": "videopanda.model.config:ModelConfig",
     "ablations": "videopanda.model.config:ModelConfig",
     "eval": "videopanda.eval.judge.profiles:JudgeProfile",
+    "train": "videopanda.train.config:TrainConfig",
 }
 
 

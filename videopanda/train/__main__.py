@@ -1,0 +1,44 @@
+"""``videopanda train CONFIG.yaml [key.sub=value ...]`` (also ``python -m videopanda.train`` under torchrun).
+
+Examples::
+
+    videopanda train configs/train/tiny_finetune.yaml optim.max_steps=50
+    torchrun --nproc_per_node 2 -m videopanda.train configs/train/tiny_finetune.yaml distributed.deepspeed=configs/deepspeed/zero2.json
+    bash scripts/train/finetune.sh 0 localhost          # the paper's stage 3 on NNODES x GPUS_PER_NODE GPUs
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+
+from videopanda.config import ConfigError, load_config
+from videopanda.utils.logging import setup_logging
+
+from .config import TrainConfig
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="videopanda train", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("config", help="a stage YAML (configs/train/*.yaml)")
+    parser.add_argument("overrides", nargs="*", help="dotted overrides, e.g. optim.lr=1e-5 output_dir=runs/x")
+    parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    args = parser.parse_args(argv)
+    setup_logging(logging.DEBUG if args.verbose else logging.INFO)
+    try:
+        cfg = load_config(TrainConfig, args.config, args.overrides)
+    except ConfigError as err:
+        sys.stderr.write(f"videopanda train: {err}\n")
+        return 2
+    from .loop import train  # heavy imports (accelerate, deepspeed) only once the config is valid
+
+    out = train(cfg)
+    logging.getLogger(__name__).info("done: model saved in %s", out)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
