@@ -104,6 +104,7 @@ class DistributedConfig:
     mixed_precision: Literal["no", "bf16", "fp16"] = "no"
     gradient_checkpointing: bool = False
     find_unused_parameters: bool = True  # text-only or image-only batches leave some STAB parameters unused
+    verify_sync: bool = False  # every rank writes rank<r>_param_sums.json at the end (DDP/ZeRO-2)
 
 
 @dataclass

@@ -294,8 +294,17 @@ def train(cfg: TrainConfig) -> Path:
     if stopped_early:
         save_checkpoint(accelerator, out, state, cfg.checkpoint.keep_last)
     save_model(accelerator, task, tokenizer, out, cfg)
+    if cfg.distributed.verify_sync:
+        _write_param_sums(accelerator, task, out)
     accelerator.end_training()
     return out
+
+
+def _write_param_sums(accelerator: Accelerator, task, out: Path) -> None:
+    """Per-parameter float64 sums of this rank's own replica (DDP, ZeRO-1/2; ZeRO-3 partitions parameters)."""
+    state = accelerator.unwrap_model(task).state_dict()
+    sums = {k: float(v.double().sum()) for k, v in state.items()}
+    (out / f"rank{accelerator.process_index}_param_sums.json").write_text(json.dumps(sums, sort_keys=True))
 
 
 def _to_device(batch: dict, device: torch.device) -> dict:
