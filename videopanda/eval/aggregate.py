@@ -189,3 +189,30 @@ def write_results(results: dict, out_dir: str | Path) -> dict[str, Path]:
     paths["md"].write_text(markdown_table(results), encoding="utf-8")
     paths["csv"].write_text(csv_table(results), encoding="utf-8")
     return paths
+
+
+def accuracy_by_field(predictions: str | Path, judgments: str | Path, field: str = "type") -> dict[str, dict]:
+    """QA accuracy broken down by a field of the answer records (e.g. the synthetic set's question ``type``).
+
+    Joins judgment rows (dimension ``qa``) to prediction rows by record id; the field is read from the
+    prediction's ``meta`` (the answer file's extra fields). Records that were not judged ``ok`` count as wrong
+    here (``accuracy_all`` convention), so nothing silently leaves the denominator.
+
+    Returns:
+        ``{value: {"accuracy": %, "correct": n, "records": n}}``.
+    """
+    meta = {str(r["id"]): (r.get("meta") or {}).get(field) for r in read_jsonl(predictions)}
+    missing = sorted(k for k, v in meta.items() if v is None)
+    if missing:
+        raise RecordError(f"{predictions}: {len(missing)} record(s) have no meta.{field} (e.g. {missing[0]!r})")
+    correct: dict[str, int] = defaultdict(int)
+    for row in read_jsonl(judgments):
+        if row.get("dimension") == "qa" and row.get("status") == "ok" and row.get("pred") == "yes":
+            correct[meta[str(row["id"])]] += 1
+    totals: dict[str, int] = defaultdict(int)
+    for value in meta.values():
+        totals[value] += 1
+    return {
+        v: {"accuracy": round(100.0 * correct[v] / n, 2), "correct": correct[v], "records": n}
+        for v, n in sorted(totals.items())
+    }

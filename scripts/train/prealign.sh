@@ -1,0 +1,4 @@
+#!/usr/bin/env bash
+# Stage: prealign (configs/train/prealign.yaml). Usage: bash scripts/train/prealign.sh NODE_RANK MASTER_ADDR [key.sub=value ...]
+# Environment: DATA_ROOT, CKPT_ROOT, RUN_ROOT, NNODES, GPUS_PER_NODE, MASTER_PORT (see scripts/train/common.sh).
+exec bash "$(dirname "$0")/common.sh" prealign "$@"
