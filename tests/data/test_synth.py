@@ -1,0 +1,96 @@
+"""The synthetic VideoQA set: deterministic, well-formed, and its answers are visible in the 8 sampled frames."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+from transformers import AutoTokenizer
+
+from videopanda.data.__main__ import main as data_main
+from videopanda.data.records import load_records
+from videopanda.data.synth import COLORS, QUESTION_TYPES, SynthConfig, generate
+from videopanda.data.video_io import read_video
+
+
+def _color_masks(frames: np.ndarray, color: str, tol: int = 60) -> np.ndarray:
+    """(T, H, W) pixels close to a palette colour."""
+    target = np.asarray(COLORS[color], dtype=np.int32)
+    return np.abs(frames.astype(np.int32) - target).max(axis=-1) < tol
+
+
+def test_same_seed_same_bytes_and_frames_different_seed_differs(tmp_path, synth_dir):
+    again = tmp_path / "again"
+    generate(again, SynthConfig(seed=3, train_videos=24, eval_videos=6))
+    files = ("train.json", "eval/test_q.json", "eval/test_a.json", "eval/vcg/consistency_qa.json", "chance.json")
+    for rel in (*files, "tokenizer/tokenizer.json", "videos/train_00003.mp4"):
+        assert (again / rel).read_bytes() == (synth_dir / rel).read_bytes(), rel
+    for name in ("train_00000.mp4", "eval_00005.mp4"):
+        a = read_video(again / "videos" / name, 16).frames
+        b = read_video(synth_dir / "videos" / name, 16).frames
+        assert a.equal(b)
+    other = tmp_path / "other"
+    generate(other, SynthConfig(seed=4, train_videos=24, eval_videos=6))
+    assert (other / "train.json").read_bytes() != (synth_dir / "train.json").read_bytes()
+
+
+def test_files_have_the_documented_formats(synth_dir):
+    records, report = load_records(synth_dir / "train.json", synth_dir / "videos")
+    assert len(records) == 24 and not report.problems and report.counts["video"] == 24
+    raw = json.loads((synth_dir / "train.json").read_text())
+    motion = [r for r in raw if r["scene"] == "motion"]
+    assert motion and all(r["allow_flip"] is False for r in motion)  # mirroring would falsify "left"/"right"
+    assert all(r.allow_flip == (raw[k]["scene"] != "motion") for k, r in enumerate(records))
+    questions = json.loads((synth_dir / "eval/test_q.json").read_text())
+    answers = json.loads((synth_dir / "eval/test_a.json").read_text())
+    assert len(questions) == len(answers) == 12
+    assert [q["question_id"] for q in questions] == [a["question_id"] for a in answers]
+    assert set(questions[0]) == {"video_name", "question_id", "question"}
+    assert all((synth_dir / "videos" / f"{q['video_name']}.mp4").is_file() for q in questions)
+    assert {a["type"] for a in answers} <= set(QUESTION_TYPES) and all(len(a["answer"].split()) == 1 for a in answers)
+    generic = json.loads((synth_dir / "eval/vcg/generic_qa.json").read_text())
+    consistency = json.loads((synth_dir / "eval/vcg/consistency_qa.json").read_text())
+    assert set(generic[0]) == {"video_name", "Q", "A"} and set(consistency[0]) == {"video_name", "Q1", "Q2", "A"}
+    chance = json.loads((synth_dir / "chance.json").read_text())
+    assert chance["color"]["chance"] == pytest.approx(1 / 6) and chance["order"]["chance"] == 0.5
+    assert chance["count"]["chance"] == pytest.approx(1 / 3) and chance["direction"]["needs_time"]
+    assert "chance" in (synth_dir / "README.md").read_text()
+    tok = AutoTokenizer.from_pretrained(synth_dir / "tokenizer")
+    assert len(tok) <= 1024 and tok.unk_token_id == 0 and tok.eos_token_id == 2
+
+
+def test_answers_are_visible_in_the_eight_sampled_frames(synth_dir):
+    """Recover every temporal answer from the pixels of the 8 frames the reference rule samples."""
+    answers = {a["question_id"]: a for a in json.loads((synth_dir / "eval/test_a.json").read_text())}
+    questions = json.loads((synth_dir / "eval/test_q.json").read_text())
+    checked = set()
+    for q in questions:
+        a = answers[q["question_id"]]
+        frames = read_video(synth_dir / "videos" / f"{q['video_name']}.mp4", 8).frames.numpy()  # (8, H, W, 3)
+        words = q["question"].rstrip("?").split()
+        if a["type"] == "direction":
+            mask = _color_masks(frames, words[words.index("the") + 1])
+            ys, xs = zip(*[np.argwhere(m).mean(axis=0) for m in mask[[0, -1]]], strict=True)
+            dx, dy = xs[1] - xs[0], ys[1] - ys[0]
+            seen = ("right" if dx > 0 else "left") if abs(dx) > abs(dy) else ("down" if dy > 0 else "up")
+            assert seen == a["answer"], q
+        elif a["type"] == "count":
+            visible = _color_masks(frames, words[words.index("the") + 1]).sum(axis=(1, 2)) > 20
+            onsets = int(visible[0]) + int(np.sum(visible[1:] & ~visible[:-1]))
+            assert ["one", "two", "three"][onsets - 1] == a["answer"], q
+        elif a["type"] == "order":
+            firsts = {}
+            for color in a["options"]:
+                visible = _color_masks(frames, color).sum(axis=(1, 2)) > 20
+                firsts[color] = int(np.argmax(visible))
+            assert min(firsts, key=firsts.get) == a["answer"] and len(set(firsts.values())) == 2, q
+        checked.add(a["type"])
+    assert checked >= {"direction", "count", "order"}
+
+
+def test_synth_command_writes_the_set(tmp_path, capsys):
+    argv = ["synth", "--out", str(tmp_path / "s"), "--seed", "1", "--train-videos", "3", "--eval-videos", "3"]
+    assert data_main(argv) == 0
+    assert "wrote 3 training clips" in capsys.readouterr().out
+    assert len(list((tmp_path / "s" / "videos").glob("*.mp4"))) == 6
