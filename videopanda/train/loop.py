@@ -135,8 +135,23 @@ def _check_teacher_geometry(cfg: TrainConfig, teacher: VideoTeacher) -> None:
         )
 
 
+def sync_batchnorm_stats(accelerator: Accelerator, task) -> None:
+    """Average LSTE's BatchNorm running statistics over ranks.
+
+    DDP only broadcasts rank 0's buffers at the start of each forward (DeepSpeed not at all), so after the last
+    step every rank holds statistics of its own data; the saved model gets their mean instead of rank 0's alone.
+    """
+    if accelerator.num_processes == 1:
+        return
+    for module in accelerator.unwrap_model(task).modules():
+        if isinstance(module, torch.nn.modules.batchnorm._BatchNorm) and module.running_mean is not None:
+            module.running_mean.copy_(accelerator.reduce(module.running_mean.detach().clone(), reduction="mean"))
+            module.running_var.copy_(accelerator.reduce(module.running_var.detach().clone(), reduction="mean"))
+
+
 def save_model(accelerator: Accelerator, task: TrainingTask, tokenizer, out: Path, cfg: TrainConfig) -> None:
     """Save the inference model (no teacher, no head), its tokenizer, the head beside it, and the config."""
+    sync_batchnorm_stats(accelerator, task)
     state = accelerator.get_state_dict(task)  # consolidated on rank 0 (ZeRO-3 gathers 16-bit weights)
     if not accelerator.is_main_process:
         return
@@ -157,6 +172,7 @@ def train(cfg: TrainConfig) -> Path:
     world = int(os.environ.get("WORLD_SIZE", "1"))  # set by torchrun / accelerate / deepspeed launchers
     plugin = _deepspeed_plugin(cfg, world)
     accelerator = Accelerator(
+        cpu=not torch.cuda.is_available(),  # without it, CPU processes under torchrun would not form a group
         gradient_accumulation_steps=cfg.optim.grad_accum,
         mixed_precision=cfg.distributed.mixed_precision,
         deepspeed_plugin=plugin,
@@ -206,6 +222,9 @@ def train(cfg: TrainConfig) -> Path:
         sampler=sampler,
         collate_fn=DataCollator(tokenizer.pad_token_id),
         num_workers=cfg.data.num_workers,
+        # Its own generator: creating an iterator must not draw from the global RNG (dropout), or a resumed run
+        # would see different dropout masks than the uninterrupted one.
+        generator=torch.Generator().manual_seed(cfg.seed),
     )
     steps_per_epoch = max(1, math.ceil(len(loader) / cfg.optim.grad_accum))
     total_steps = cfg.optim.max_steps or math.ceil(cfg.optim.epochs * steps_per_epoch)
