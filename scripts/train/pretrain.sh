@@ -1,4 +1,6 @@
 #!/usr/bin/env bash
-# Stage: pretrain (configs/train/pretrain.yaml). Usage: bash scripts/train/pretrain.sh NODE_RANK MASTER_ADDR [key.sub=value ...]
-# Environment: DATA_ROOT, CKPT_ROOT, RUN_ROOT, NNODES, GPUS_PER_NODE, MASTER_PORT (see scripts/train/common.sh).
+# Stage pretrain (configs/train/pretrain.yaml), on every node of the job:
+#   bash scripts/train/pretrain.sh NODE_RANK MASTER_ADDR [key.sub=value ...]
+# Environment: DATA_ROOT, CKPT_ROOT, EVE_CKPT, TEACHER_CKPT, RUN_ROOT, INIT_FROM, NNODES, GPUS_PER_NODE, MASTER_PORT
+# (defaults and meaning in scripts/train/common.sh).
 exec bash "$(dirname "$0")/common.sh" pretrain "$@"

@@ -1,4 +1,5 @@
-"""Training: stage freezing, one step, overfitting, resume, distillation masking, DeepSpeed configs."""
+"""Training: stage freezing, one step, overfitting, distillation masking, schedule, run folder, resume, stage chain,
+EVE start, DeepSpeed configs."""
 
 from __future__ import annotations
 
@@ -8,23 +9,28 @@ from pathlib import Path
 
 import pytest
 import torch
+from safetensors.torch import load_file, save_file
 
 from tests.conftest import tiny_model_config
 from tests.model.frames import letterboxed
 from tests.train.conftest import REPO, loop_overrides
-from videopanda.config import load_config
+from videopanda.config import load_config, save_config
 from videopanda.data import DataCollator, VideoPandaDataset, load_tokenizer
 from videopanda.model import build_model
 from videopanda.model.geometry import frame_token_counts
 from videopanda.plots import read_tensorboard_scalars
+from videopanda.train.__main__ import main
 from videopanda.train.config import TrainConfig
-from videopanda.train.distill import DistillHead, distillation_loss, select_layers
-from videopanda.train.loop import train
+from videopanda.train.distill import DistillHead, distillation_loss, grid_token_positions, select_layers
+from videopanda.train.loop import build_training_model, deepspeed_config
 from videopanda.train.optim import build_optimizer, lr_lambda
 from videopanda.train.stages import apply_trainable
 from videopanda.train.task import TrainingTask
+from videopanda.train.teacher import TeacherConfig, VideoTeacher
 
 CONFIGS = REPO / "configs"
+# A teacher matching the unit tests' 32 px student (patch 4 -> 8x8 patches -> 4x4 tokens): 32 px, patch 8.
+TINY_TEACHER = TeacherConfig(width=16, num_layers=1, num_heads=2, mlp_dim=32, image_size=32, patch_size=8)
 
 
 def _task(trainable, distill=True):
@@ -35,20 +41,44 @@ def _task(trainable, distill=True):
     return task, apply_trainable(task, trainable)
 
 
+def _numel(module) -> int:
+    return sum(p.numel() for p in module.parameters())
+
+
 @pytest.mark.parametrize("stage", ["prealign", "pretrain", "finetune", "tiny_prealign", "tiny_finetune"])
 def test_each_stage_freezes_exactly_its_groups(stage):
     cfg = load_config(TrainConfig, CONFIGS / "train" / f"{stage}.yaml")
     task, counts = _task(cfg.stage.trainable)
-    expected_on = {"prealign": {"stab", "projector", "distill_head"}, "tiny_prealign": {"stab", "projector", "distill_head"}}
-    on = expected_on.get(stage, {"stab", "projector", "distill_head", "llm"})
-    assert {g for g, (n, total) in counts.items() if n} == on
+    on = {"stab", "projector", "distill_head"} | ({"llm"} if stage.endswith(("pretrain", "finetune")) else set())
     model = task.model
-    stab_total = sum(p.numel() for p in model.model.video_tokenizer.parameters())
-    llm_total = sum(p.numel() for p in model.model.language_model.parameters()) + model.lm_head.weight.numel()
-    assert counts["stab"] == (stab_total, stab_total)
-    assert counts["llm"] == ((llm_total if "llm" in on else 0), llm_total)
-    trainable = sum(p.numel() for p in task.parameters() if p.requires_grad)
-    assert trainable == sum(n for n, _ in counts.values())
+    totals = {
+        "stab": _numel(model.model.video_tokenizer),
+        "projector": _numel(model.model.projector),
+        "llm": _numel(model.model.language_model) + model.lm_head.weight.numel(),
+        "distill_head": _numel(task.head),
+    }
+    assert counts == {g: (totals[g] if g in on else 0, totals[g]) for g in totals}
+    assert sum(p.numel() for p in task.parameters() if p.requires_grad) == sum(n for n, _ in counts.values())
+    assert all(p.requires_grad == ("llm" in on) for p in model.model.language_model.parameters())
+
+
+def test_distillation_off_with_one_key():
+    cfg = load_config(TrainConfig, CONFIGS / "train" / "prealign.yaml", ["distill.enabled=false"])
+    assert cfg.stage.trainable == ["stab", "projector"]
+    on = load_config(TrainConfig, CONFIGS / "train" / "finetune.yaml")
+    assert on.distill.enabled and on.distill.weight == 1.0 and on.data.teacher
+
+
+def test_optimizer_has_one_learning_rate_per_group():
+    cfg = load_config(
+        TrainConfig, CONFIGS / "train" / "finetune.yaml", ["stage.lr_stab=0.001", "stage.lr_projector=0.002"]
+    )
+    task, _ = _task(cfg.stage.trainable)
+    opt = build_optimizer(task, cfg.stage, cfg.optim)
+    lrs = {g["name"]: g["lr"] for g in opt.param_groups}
+    assert lrs["stab"] == lrs["stab/no_decay"] == 1e-3 and lrs["projector"] == 2e-3
+    assert lrs["llm"] == lrs["distill_head"] == 2e-5
+    assert sum(len(g["params"]) for g in opt.param_groups) == len(list(task.parameters()))
 
 
 def _batch(synth_dir: Path, n: int = 4, teacher: bool = False):
@@ -66,39 +96,63 @@ def _vocab_model(tok):
     return build_model(cfg)
 
 
-def test_one_step_moves_only_trainable_parameters(synth_dir):
-    batch, tok = _batch(synth_dir)
-    task = TrainingTask(_vocab_model(tok))
-    apply_trainable(task, ["stab", "projector"])
+def test_one_prealign_step_moves_only_trainable_parameters(synth_dir):
+    batch, tok = _batch(synth_dir, teacher=True)
+    model = _vocab_model(tok)
+    layers = select_layers(2, 1)
+    task = TrainingTask(model, DistillHead(64, TINY_TEACHER.width, len(layers), 2), layers, teacher_patch=8)
     cfg = load_config(TrainConfig, CONFIGS / "train" / "tiny_prealign.yaml")
+    apply_trainable(task, cfg.stage.trainable)  # stab, projector, distill_head
     opt = build_optimizer(task, cfg.stage, cfg.optim)
     before = {n: p.detach().clone() for n, p in task.named_parameters()}
     task.train()
-    task(batch)["loss"].backward()
+    losses = task(batch, VideoTeacher(TINY_TEACHER)(batch["teacher_pixel_values_videos"]))
+    assert float(losses["distill_loss"]) > 0 and int(losses["real_frames"]) == 4 * 8
+    losses["loss"].backward()
     opt.step()
-    for name, p in task.named_parameters():
-        moved = not torch.equal(before[name], p.detach())
-        trainable = name.startswith(("model.model.video_tokenizer", "model.model.projector"))
-        if trainable and p.grad is not None and p.grad.abs().sum() > 0:
-            assert moved, name
-        if not trainable:
-            assert not moved, name
+    moved = {n for n, p in task.named_parameters() if not torch.equal(before[n], p.detach())}
+    trainable = ("model.model.video_tokenizer.", "model.model.projector.", "head.")
+    assert moved and all(n.startswith(trainable) for n in moved)
+    with_grad = {n for n, p in task.named_parameters() if p.grad is not None and p.grad.abs().sum() > 0}
+    assert with_grad <= moved
+    assert {n for n in moved if n.startswith("head.")} == {n for n, _ in task.head.named_parameters(prefix="head")}
 
 
 def test_loss_falls_when_overfitting_one_batch(synth_dir):
-    batch, tok = _batch(synth_dir)
+    batch, tok = _batch(synth_dir, n=2)
     task = TrainingTask(_vocab_model(tok))
     apply_trainable(task, ["stab", "projector", "llm"])
-    opt = torch.optim.AdamW([p for p in task.parameters() if p.requires_grad], lr=3e-3)
+    opt = torch.optim.AdamW([p for p in task.parameters() if p.requires_grad], lr=5e-3)
     task.train()
     losses = []
-    for _ in range(40):
+    for _ in range(25):
         loss = task(batch)["loss"]
         loss.backward()
         opt.step()
         opt.zero_grad()
         losses.append(float(loss.detach()))
     assert losses[-1] < 0.3 * losses[0], losses
+
+
+def test_hidden_states_are_embeddings_then_layers_with_the_last_after_the_final_norm():
+    """The head reads index L as the reference's layer 32: the output after the final RMSNorm (reference §3.2)."""
+    model = build_model(tiny_model_config()).eval()
+    lm = model.model.language_model
+    raw = {}
+    lm.layers[-1].register_forward_hook(
+        lambda mod, args, out: raw.update(last=out[0] if isinstance(out, tuple) else out)
+    )
+    frames = letterboxed(1, 4, 32)
+    with torch.no_grad():
+        n = int(model.model.video_tokenizer(frames).frame_token_counts.sum())
+        ids = torch.tensor([[1, 5] + [-200] * n + [7]])
+        out = model(input_ids=ids, pixel_values_videos=frames, output_hidden_states=True)
+    assert len(out.hidden_states) == model.config.text_config.num_hidden_layers + 1
+    torch.testing.assert_close(out.hidden_states[-1], lm.norm(raw["last"]))
+    assert torch.equal(out.hidden_states[-1], out.last_hidden_state)
+    visual = ids[0] == -200
+    assert not torch.allclose(out.hidden_states[0][0, visual], out.hidden_states[1][0, visual])
+    assert select_layers(32, 4) == [32, 28, 24, 20, 16, 12, 8, 4, 0] and select_layers(4, 1) == [4, 3, 2, 1, 0]
 
 
 def test_distillation_loss_ignores_padded_frames_and_is_positive_for_real_ones():
@@ -116,8 +170,9 @@ def test_distillation_loss_ignores_padded_frames_and_is_positive_for_real_ones()
     hidden = tuple(torch.randn(1, input_ids.shape[1], 64, requires_grad=True) for _ in range(3))
     head = DistillHead(64, 16, len(layers), num_heads=2)
     teacher_features = torch.randn(1, 8, 16, 16)  # (Bv, F, 4x4 teacher patches, Dt)
-    loss, real = distillation_loss(head, hidden, layers, input_ids, -200, visual, True, teacher_features,
-                                   teacher_frames, 8)
+    loss, real = distillation_loss(
+        head, hidden, layers, input_ids, -200, visual, True, teacher_features, teacher_frames, 8
+    )
     assert real == 6 and 0 < float(loss.detach()) <= 2
     loss.backward()
     grad = sum(h.grad[0].abs().sum(-1) for h in hidden)  # (S,)
@@ -145,12 +200,10 @@ def test_distillation_loss_is_zero_when_prediction_matches_teacher():
     head = DistillHead(64, 16, 3, num_heads=2)
     hidden = tuple(torch.randn(1, n + 1, 64) for _ in range(3))
     with torch.no_grad():
-        from videopanda.train.distill import grid_token_positions
-
         rows, cols, _ = grid_token_positions(input_ids, -200, visual, True, torch.ones(4, dtype=torch.bool))
         pred = head(torch.stack([hidden[i][rows, cols] for i in (2, 1, 0)], 1))  # (64 tokens, 16)
-    teacher = (pred * 3.0).view(1, 4, 16, 16)  # same direction, other scale
-    loss, _ = distillation_loss(head, hidden, [2, 1, 0], input_ids, -200, visual, True, teacher, frames, 8)
+        teacher = (pred * 3.0).view(1, 4, 16, 16)  # same direction, other scale
+        loss, _ = distillation_loss(head, hidden, [2, 1, 0], input_ids, -200, visual, True, teacher, frames, 8)
     assert abs(float(loss)) < 1e-5
 
 
@@ -160,57 +213,124 @@ def test_lr_schedule_warms_up_then_decays_to_zero():
     assert f(55) == pytest.approx(0.5, abs=0.02) and f(100) == pytest.approx(0.0, abs=1e-9)
 
 
-def _run(synth_dir, out, *extra):
-    cfg = load_config(
-        TrainConfig,
-        CONFIGS / "train" / "tiny_finetune.yaml",
-        loop_overrides(synth_dir, out, "model.config=configs/model/tiny.yaml", "model.init_from=", *extra),
-    )
-    return train(cfg)
+# ---------------------------------------------------------------------------------------------------------------
+# One real run of the entry point (4 steps, checkpoints every 2), shared by the tests below
+
+COMMON = ("optim.max_steps=4", "optim.batch_size=2", "checkpoint.every_steps=2", "checkpoint.keep_last=2")
 
 
-def test_resume_reproduces_the_next_steps_of_an_uninterrupted_run(synth_dir, tmp_path, monkeypatch):
-    monkeypatch.chdir(REPO)
-    common = ("optim.max_steps=4", "optim.batch_size=2", "checkpoint.every_steps=2", "checkpoint.keep_last=2",
-              "optim.epochs=1")
-    full = _run(synth_dir, tmp_path / "full", *common)
-    assert (full / "checkpoint-2" / "train_state.json").is_file()
-    assert (full / "model.safetensors").is_file() and (full / "distill_head.safetensors").is_file()
-    assert not any("teacher" in k for k in json.loads((full / "model.safetensors.index.json").read_text())["weight_map"]) \
-        if (full / "model.safetensors.index.json").exists() else True
-    # A "killed" run: only the checkpoint of step 2 survived (plus a half-written one that must be ignored).
+def _run(synth_dir: Path, out: Path, *extra: str) -> Path:
+    code = main([str(CONFIGS / "train" / "tiny_finetune.yaml"), *loop_overrides(synth_dir, out, *COMMON, *extra)])
+    assert code == 0
+    return out
+
+
+@pytest.fixture(scope="module")
+def finished_run(synth_dir, tmp_path_factory) -> Path:
+    return _run(synth_dir, tmp_path_factory.mktemp("run") / "full")
+
+
+def test_run_folder_holds_config_model_head_tokenizer_and_separate_scalars(finished_run):
+    out = finished_run
+    cfg = load_config(TrainConfig, out / "config.yaml")  # the resolved config, loadable as is
+    assert cfg.optim.max_steps == 4 and cfg.output_dir == str(out)
+    weights = load_file(out / "model.safetensors")
+    assert weights and not any(k.startswith(("head", "teacher")) or "norm_layer" in k for k in weights)
+    head = load_file(out / "distill_head.safetensors")
+    assert {k.split(".")[0] for k in head} == {"norm_layer", "input_layer", "output_layer"}
+    assert (out / "tokenizer.json").is_file() and (out / "checkpoint-2" / "train_state.json").is_file()
+    scalars = read_tensorboard_scalars(out / "tb")
+    for tag in (
+        "loss/lm",
+        "loss/distill",
+        "lr/stab",
+        "lr/projector",
+        "lr/distill_head",
+        "lr/llm",
+        "throughput/tokens_per_s",
+        "throughput/samples_per_s",
+    ):
+        assert [s for s, _ in scalars[tag]] == [1, 2, 3, 4], tag
+    assert all(v > 0 for _, v in scalars["loss/distill"]) and scalars["lr/llm"][0][1] > scalars["lr/llm"][-1][1]
+
+
+def test_killed_run_resumes_from_its_last_complete_checkpoint_with_the_same_next_steps(
+    finished_run, synth_dir, tmp_path
+):
     killed = tmp_path / "killed"
     killed.mkdir()
-    shutil.copytree(full / "checkpoint-2", killed / "checkpoint-2")
-    shutil.copytree(full / "checkpoint-2", killed / "checkpoint-3.tmp")
-    resumed = _run(synth_dir, killed, *common)
-    a = read_tensorboard_scalars(full / "tb")
-    b = read_tensorboard_scalars(resumed / "tb")
-    steps_b = dict(b["loss/lm"])
-    assert sorted(steps_b) == [3, 4]  # it continued from step 2, not from scratch
-    for step in (3, 4):
-        assert steps_b[step] == pytest.approx(dict(a["loss/lm"])[step], rel=1e-5)
-        assert dict(b["loss/distill"])[step] == pytest.approx(dict(a["loss/distill"])[step], rel=1e-5)
-    from safetensors.torch import load_file
-
-    wa, wb = load_file(full / "model.safetensors"), load_file(resumed / "model.safetensors")
+    shutil.copytree(finished_run / "checkpoint-2", killed / "checkpoint-2")
+    # What a crash can leave behind: a checkpoint still being written, and one without its completion marker.
+    shutil.copytree(finished_run / "checkpoint-2", killed / "checkpoint-3.tmp")
+    shutil.copytree(finished_run / "checkpoint-2", killed / "checkpoint-3")
+    (killed / "checkpoint-3" / "train_state.json").unlink()
+    resumed = _run(synth_dir, killed)
+    a, b = read_tensorboard_scalars(finished_run / "tb"), read_tensorboard_scalars(resumed / "tb")
+    assert [s for s, _ in b["loss/lm"]] == [3, 4]  # continued after step 2, not from scratch or from step 3
+    for tag in ("loss/lm", "loss/distill", "lr/stab"):
+        assert dict(b[tag]) == pytest.approx({s: v for s, v in a[tag] if s > 2}, rel=1e-5), tag
+    wa, wb = load_file(finished_run / "model.safetensors"), load_file(resumed / "model.safetensors")
     for k in wa:
         torch.testing.assert_close(wa[k], wb[k], rtol=1e-5, atol=1e-6, msg=k)
 
 
+def test_next_stage_starts_from_the_previous_output_with_its_head(finished_run):
+    cfg = load_config(TrainConfig, CONFIGS / "train" / "tiny_finetune.yaml", [f"model.init_from={finished_run}"])
+    model, head_state = build_training_model(cfg)
+    saved = load_file(finished_run / "model.safetensors")
+    for k, v in model.state_dict().items():
+        if k in saved:
+            assert torch.equal(v, saved[k]), k
+    head = load_file(finished_run / "distill_head.safetensors")
+    assert head_state.keys() == head.keys() and all(torch.equal(head_state[k], head[k]) for k in head)
+
+
+def test_prealign_starts_from_an_eve_checkpoint_with_its_distillation_head(tmp_path):
+    from tests.model.test_convert import to_reference
+
+    source = build_model(tiny_model_config())
+    with torch.no_grad():
+        for p in source.parameters():
+            p.add_(0.1)
+    ref = to_reference(source.state_dict(), "eve")
+    head = DistillHead(64, 16, len(select_layers(2, 1)), num_heads=2)  # an EVE head for a 2-layer LLM
+    ref |= {f"model.vision_tower_compressor.{k}": v + 0.1 for k, v in head.state_dict().items()}
+    eve = tmp_path / "eve"
+    eve.mkdir()
+    save_file(ref, str(eve / "model.safetensors"))
+    save_config(tiny_model_config(), tmp_path / "tiny.yaml")
+    cfg = load_config(
+        TrainConfig,
+        CONFIGS / "train" / "prealign.yaml",
+        [f"model.config={tmp_path / 'tiny.yaml'}", f"model.init_from={eve}", "distill.layer_rate=1"],
+    )
+    assert cfg.model.init_format == "eve"
+    model, head_state = build_training_model(cfg)
+    ours = model.state_dict()
+    assert torch.equal(
+        ours["model.video_tokenizer.split_embedding"], source.state_dict()["model.video_tokenizer.split_embedding"]
+    )
+    assert torch.count_nonzero(ours["model.video_tokenizer.fusion.balance"]) == 0  # a Video-Panda module: fresh
+    head.load_state_dict(head_state)  # strict: the EVE head continues as ours
+    assert torch.equal(head.output_layer.bias, ref["model.vision_tower_compressor.output_layer.bias"])
+
+
 @pytest.mark.parametrize("name", ["zero2", "zero2_offload", "zero3", "zero3_offload"])
-def test_every_deepspeed_json_is_accepted_by_deepspeed(name, tmp_path, monkeypatch):
+def test_every_deepspeed_json_is_accepted_by_deepspeed(name, monkeypatch):
     from deepspeed.runtime.config import DeepSpeedConfig
 
-    from videopanda.train.loop import _deepspeed_plugin, _fill_auto_buckets
-
-    cfg = load_config(TrainConfig, CONFIGS / "train" / "finetune.yaml", [f"distributed.deepspeed=configs/deepspeed/{name}.json"])
     monkeypatch.chdir(REPO)
-    plugin = _deepspeed_plugin(cfg, world_size=1)  # DeepSpeedConfig checks the batch against this process group
-    _fill_auto_buckets(plugin, 4096)
-    ds = plugin.deepspeed_config
+    cfg = load_config(
+        TrainConfig, CONFIGS / "train" / "finetune.yaml", [f"distributed.deepspeed=configs/deepspeed/{name}.json"]
+    )
+    ds = deepspeed_config(cfg, hidden_size=4096, world_size=1)
     assert "auto" not in json.dumps(ds), ds
-    parsed = DeepSpeedConfig(ds)
-    assert parsed.train_batch_size == 4 and parsed.bfloat16_config.enabled
+    parsed = DeepSpeedConfig(ds)  # DeepSpeed's own parser and batch checks
+    assert parsed.train_batch_size == 4 and parsed.bfloat16_config.enabled and not parsed.float16_config.enabled
     assert parsed.zero_optimization_stage == (3 if name.startswith("zero3") else 2)
     assert parsed.gradient_clipping == 1.0
+    assert parsed.zero_config.reduce_bucket_size == 4096 * 4096
+    if name.startswith("zero3"):
+        assert parsed.zero_config.gather_16bit_weights_on_model_save
+    offload = parsed.zero_config.offload_optimizer
+    assert (offload is not None and offload.device == "cpu") == name.endswith("offload")

@@ -3,7 +3,8 @@
 Examples::
 
     videopanda train configs/train/tiny_finetune.yaml optim.max_steps=50
-    torchrun --nproc_per_node 2 -m videopanda.train configs/train/tiny_finetune.yaml distributed.deepspeed=configs/deepspeed/zero2.json
+    torchrun --nproc_per_node 2 -m videopanda.train configs/train/tiny_finetune.yaml \\
+        distributed.deepspeed=configs/deepspeed/zero2.json
     bash scripts/train/finetune.sh 0 localhost          # the paper's stage 3 on NNODES x GPUS_PER_NODE GPUs
 """
 

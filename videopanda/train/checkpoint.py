@@ -3,9 +3,16 @@
 Layout of a run folder::
 
     output_dir/
-      config.yaml              the resolved TrainConfig
-      checkpoint-<step>/       resumable state: accelerate's save_state (model, optimizer, RNG) + train_state.json
-      final/ (or the folder itself) ...
+      config.yaml                  the resolved TrainConfig (written at the start)
+      tb/                          tensorboard logs
+      checkpoint-<step>/           resumable state: accelerate's save_state (model, optimizer, scheduler, RNG of
+                                   every rank) + train_state_rank<r>.json (data position) + train_state.json
+      checkpoint-<step>.tmp/       a checkpoint being written (ignored by resume; replaced by the next save)
+      config.json, model.safetensors, tokenizer files   the final inference model (no teacher, no head)
+      distill_head.safetensors     the distillation head, for the next stage
+
+``train_state.json`` is written last, by rank 0, once every rank has written its part: a ``checkpoint-<step>``
+folder without it is incomplete and ignored.
 """
 
 from __future__ import annotations
@@ -31,6 +38,7 @@ class TrainState:
     consumed: int = 0  # samples of this rank's shard consumed in the current epoch
     samples: int = 0  # samples seen on this rank since the start
     tokens: int = 0  # non-padding tokens seen on this rank since the start
+    skipped: int = 0  # bad records the dataset replaced on this rank (data.on_bad_sample: skip)
 
     def to_json(self) -> str:
         return json.dumps(asdict(self))
@@ -81,9 +89,7 @@ def load_train_state(path: Path, rank: int) -> TrainState:
 
 def _prune(output_dir: str | Path, keep_last: int) -> None:
     done = sorted(
-        (int(p.name[len(PREFIX) :]), p)
-        for p in Path(output_dir).glob(f"{PREFIX}*")
-        if p.name[len(PREFIX) :].isdigit()
+        (int(p.name[len(PREFIX) :]), p) for p in Path(output_dir).glob(f"{PREFIX}*") if p.name[len(PREFIX) :].isdigit()
     )
     for _, path in done[: max(0, len(done) - max(1, keep_last))]:
         shutil.rmtree(path, ignore_errors=True)

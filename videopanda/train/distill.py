@@ -53,7 +53,7 @@ class DistillHead(nn.Module):
         self.output_layer = nn.Linear(teacher_width, teacher_width)
 
     def forward(self, states: torch.Tensor) -> torch.Tensor:
-        """Args: states: (N, J, D) hidden states of N tokens, layer J=0 is the last. Returns (N, Dt)."""
+        """Args: states: (N, J, D) hidden states of N tokens (N may be 0), layer j=0 is the query. Returns (N, Dt)."""
         v = torch.stack([norm(states[:, j]) for j, norm in enumerate(self.norm_layer)], dim=1)  # (N, J, Dt)
         n, j, dt = v.shape
         nh, hd = self.num_heads, dt // self.num_heads
@@ -135,7 +135,7 @@ def distillation_loss(
         Others: see :func:`grid_token_positions` and :func:`teacher_targets`.
 
     Returns:
-        ``(loss, number of real frames)``; the loss is an exact zero connected to the head when there is none.
+        ``(loss, number of real frames)``; with no real frame the loss is an exact zero that still ran the head.
     """
     targets, target_frame, real = teacher_targets(teacher_features, teacher_frames, teacher_patch)
     rows, cols, frame = grid_token_positions(input_ids, video_token_id, visual, row_tokens, real)
@@ -145,10 +145,10 @@ def distillation_loss(
             "do not line up: the teacher frames must share the student's letterbox (DataConfig.teacher_image_size)"
         )
     num_real = int(real.sum())
-    if num_real == 0:
-        return sum(p.sum() for p in head.parameters()) * 0.0, 0
     states = torch.stack([hidden_states[i][rows, cols] for i in layers], dim=1)  # (N, J, D)
-    pred = head(states)  # (N, Dt)
+    pred = head(states)  # (N, Dt); also when N == 0, so every rank runs the head (DDP, ZeRO-3)
+    if num_real == 0:
+        return pred.sum() * 0.0, 0
     cos = F.cosine_similarity(pred.float(), targets.float().to(pred.device), dim=-1)  # (N,)
     nf = len(real)
     per_frame = torch.zeros(nf, device=cos.device).index_add(0, frame, cos)  # (Nf,) sums

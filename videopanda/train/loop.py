@@ -6,10 +6,14 @@ Launch lines::
     torchrun --nproc_per_node 8 -m videopanda.train configs/train/finetune.yaml # one node, DDP or DeepSpeed
     torchrun --nnodes 16 --node_rank $R --master_addr $ADDR --nproc_per_node 4 \\
         -m videopanda.train configs/train/prealign.yaml                      # multi-node (scripts/train/*.sh)
+    accelerate launch -m videopanda.train ... / deepspeed --num_gpus 8 -m videopanda.train ...   # also fine
 
-Steps: set up (accelerator, tokenizer, model, teacher, head, trainable groups, data, optimizer) -> resume from the
-newest complete checkpoint -> loop (teacher features under no_grad, LM + distillation loss, clipping, AdamW,
-warmup + cosine) with logging and atomic checkpoints -> save the model, its tokenizer, the head and the config.
+Steps: build the model (fresh, a previous stage, or a converted EVE / official checkpoint), the accelerator (DDP,
+DeepSpeed from ``distributed.deepspeed``; gloo without CUDA), the frozen teacher and the distillation head, the
+trainable groups of the stage, the data and the per-group AdamW with warmup + cosine -> resume from the newest
+complete checkpoint (model, optimizer, scheduler, RNG, data position) -> loop: teacher features under no_grad,
+LM + weighted distillation loss, clipping, step; tensorboard scalars, a rank-0 progress bar, atomic checkpoints
+every N steps -> save the inference model, its tokenizer and the distillation head.
 """
 
 from __future__ import annotations
@@ -18,13 +22,14 @@ import json
 import logging
 import math
 import os
+import socket
 import time
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 import torch
 from accelerate import Accelerator
-from accelerate.utils import DeepSpeedPlugin, DistributedDataParallelKwargs, set_seed
+from accelerate.utils import DeepSpeedPlugin, DistributedDataParallelKwargs, InitProcessGroupKwargs, set_seed
 from safetensors.torch import load_file, save_file
 from torch.utils.data import DataLoader
 
@@ -47,34 +52,110 @@ logger = logging.getLogger(__name__)
 HEAD_FILE = "distill_head.safetensors"
 
 
-def _deepspeed_plugin(cfg: TrainConfig, world_size: int) -> DeepSpeedPlugin | None:
-    """Our DeepSpeed JSON with its ``auto`` values filled from the config (the dataloader is not prepared)."""
-    if not cfg.distributed.deepspeed:
-        return None
+def deepspeed_config(cfg: TrainConfig, hidden_size: int, world_size: int | None = None) -> dict:
+    """Our DeepSpeed JSON (``distributed.deepspeed``) with every ``auto`` filled from the stage config.
+
+    Micro-batch, accumulation and global batch from ``optim``, ``gradient_clipping`` from ``optim.grad_clip``,
+    bf16/fp16 from ``distributed.mixed_precision``, and the bucket sizes from the LLM width (as HF's integration
+    does). The result passes DeepSpeed's own parser.
+
+    Args:
+        cfg: the stage config.
+        hidden_size: the LLM width D.
+        world_size: number of processes (the global batch is micro * accumulation * world); None leaves
+            ``train_batch_size`` to accelerate, which fills it from its process count in ``prepare``.
+    """
     path = Path(cfg.distributed.deepspeed)
     if not path.is_file():
         raise FileNotFoundError(f"distributed.deepspeed: {path} not found")
-    ds = json.loads(path.read_text())
+    try:
+        ds = json.loads(path.read_text())
+    except json.JSONDecodeError as err:
+        raise ValueError(f"distributed.deepspeed: {path} is not valid JSON: {err}") from err
     opt = cfg.optim
     ds["train_micro_batch_size_per_gpu"] = opt.batch_size
     ds["gradient_accumulation_steps"] = opt.grad_accum
-    ds["train_batch_size"] = opt.batch_size * opt.grad_accum * world_size
+    ds["train_batch_size"] = "auto" if world_size is None else opt.batch_size * opt.grad_accum * world_size
     ds["gradient_clipping"] = opt.grad_clip
     ds.setdefault("bf16", {})["enabled"] = cfg.distributed.mixed_precision == "bf16"
     ds.setdefault("fp16", {})["enabled"] = cfg.distributed.mixed_precision == "fp16"
-    return DeepSpeedPlugin(hf_ds_config=ds)
-
-
-def _fill_auto_buckets(plugin: DeepSpeedPlugin, hidden: int) -> None:
-    """Resolve the bucket sizes left as ``auto`` (as HF's integration does, from the LLM width)."""
-    zero = plugin.deepspeed_config.get("zero_optimization", {})
+    zero = ds.get("zero_optimization", {})
     for key, value in (
-        ("reduce_bucket_size", hidden * hidden),
-        ("stage3_prefetch_bucket_size", int(0.9 * hidden * hidden)),
-        ("stage3_param_persistence_threshold", 10 * hidden),
+        ("reduce_bucket_size", hidden_size * hidden_size),
+        ("stage3_prefetch_bucket_size", int(0.9 * hidden_size * hidden_size)),
+        ("stage3_param_persistence_threshold", 10 * hidden_size),
     ):
         if zero.get(key) == "auto":
             zero[key] = value
+    left = [k for k, v in _flatten(ds) if v == "auto" and not (k == "train_batch_size" and world_size is None)]
+    if left:
+        raise ValueError(f"distributed.deepspeed: {path}: no value for 'auto' key(s) {left}")
+    return ds
+
+
+def _flatten(tree: dict, prefix: str = ""):
+    for key, value in tree.items():
+        if isinstance(value, dict):
+            yield from _flatten(value, f"{prefix}{key}.")
+        else:
+            yield f"{prefix}{key}", value
+
+
+def build_accelerator(cfg: TrainConfig, hidden_size: int) -> Accelerator:
+    """One accelerator for every setting: one process, DDP (torchrun / accelerate launch), DeepSpeed ZeRO.
+
+    Without CUDA the process group uses gloo: accelerate's CPU data-parallel mode (``cpu=True``) for DDP, and
+    DeepSpeed's CPU accelerator for ZeRO (accelerate takes the DeepSpeed path only with ``cpu=False``).
+    """
+    cuda = torch.cuda.is_available()
+    plugin = None
+    if cfg.distributed.deepspeed:
+        plugin = DeepSpeedPlugin(hf_ds_config=deepspeed_config(cfg, hidden_size))
+        if "LOCAL_RANK" not in os.environ:
+            _emulate_single_process_launcher()
+    handlers = [DistributedDataParallelKwargs(find_unused_parameters=cfg.distributed.find_unused_parameters)]
+    if not cuda and plugin is not None:  # accelerate leaves the backend to DeepSpeed, which has none for CPU
+        handlers.append(InitProcessGroupKwargs(backend="gloo"))
+    return Accelerator(
+        cpu=not cuda and plugin is None,
+        gradient_accumulation_steps=cfg.optim.grad_accum,
+        mixed_precision=cfg.distributed.mixed_precision,
+        deepspeed_plugin=plugin,
+        log_with="tensorboard" if cfg.logging.tensorboard else None,
+        project_dir=cfg.output_dir,
+        kwargs_handlers=handlers,
+    )
+
+
+def _emulate_single_process_launcher() -> None:
+    """DeepSpeed always runs in a process group; without a launcher, describe a group of one, as a launcher would.
+
+    This is what torchrun / ``deepspeed`` / ``accelerate launch`` export (and what HF documents for DeepSpeed in
+    notebooks); only called when none of them started this process.
+    """
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    env = {"RANK": "0", "LOCAL_RANK": "0", "WORLD_SIZE": "1", "LOCAL_WORLD_SIZE": "1"}
+    env |= {"MASTER_ADDR": "127.0.0.1", "MASTER_PORT": str(port)}
+    logger.info("DeepSpeed without a launcher: running as a process group of one (127.0.0.1:%d)", port)
+    os.environ.update(env)
+
+
+def cast_batchnorm_for_deepspeed(task: torch.nn.Module, dtype: torch.dtype) -> int:
+    """Cast every BatchNorm (parameters and running statistics) to DeepSpeed's 16-bit training dtype.
+
+    DeepSpeed >= 0.19 casts parameters to bf16/fp16 but keeps buffers in fp32, and batch norm rejects bf16
+    weights with fp32 running statistics. The reference's DeepSpeed cast the whole module, statistics included;
+    this does the same for LSTE's BatchNorm only (rotary ``inv_freq`` and other buffers stay fp32).
+
+    Returns:
+        The number of BatchNorm modules cast.
+    """
+    norms = [m for m in task.modules() if isinstance(m, torch.nn.modules.batchnorm._BatchNorm)]
+    for module in norms:
+        module.to(dtype)
+    return len(norms)
 
 
 def build_training_model(cfg: TrainConfig):
@@ -135,6 +216,20 @@ def _check_teacher_geometry(cfg: TrainConfig, teacher: VideoTeacher) -> None:
         )
 
 
+def _load_head(head: DistillHead, state: dict, layers: list[int]) -> None:
+    """Load a saved head strictly, with an error that says what does not fit."""
+    saved = {k.split(".")[1] for k in state if k.startswith("norm_layer.")}
+    if len(saved) != len(layers):
+        raise ValueError(
+            f"the checkpoint's distillation head reads {len(saved)} LLM layers but distill.layer_rate selects "
+            f"{len(layers)} ({layers}); set distill.layer_rate to match, or distill.head_init to another head"
+        )
+    try:
+        head.load_state_dict(state)  # strict: a partial head is an error
+    except RuntimeError as err:
+        raise ValueError(f"the checkpoint's distillation head does not fit distill.* / the LLM width: {err}") from err
+
+
 def sync_batchnorm_stats(accelerator: Accelerator, task) -> None:
     """Average LSTE's BatchNorm running statistics over ranks.
 
@@ -149,8 +244,8 @@ def sync_batchnorm_stats(accelerator: Accelerator, task) -> None:
             module.running_var.copy_(accelerator.reduce(module.running_var.detach().clone(), reduction="mean"))
 
 
-def save_model(accelerator: Accelerator, task: TrainingTask, tokenizer, out: Path, cfg: TrainConfig) -> None:
-    """Save the inference model (no teacher, no head), its tokenizer, the head beside it, and the config."""
+def save_model(accelerator: Accelerator, task: TrainingTask, tokenizer, out: Path) -> None:
+    """Save the inference model (no teacher, no head), its tokenizer and the head beside it (all ranks call this)."""
     sync_batchnorm_stats(accelerator, task)
     state = accelerator.get_state_dict(task)  # consolidated on rank 0 (ZeRO-3 gathers 16-bit weights)
     if not accelerator.is_main_process:
@@ -162,51 +257,39 @@ def save_model(accelerator: Accelerator, task: TrainingTask, tokenizer, out: Pat
     if head_sd:
         save_file(head_sd, out / HEAD_FILE)
     tokenizer.save_pretrained(out)
-    save_config(cfg, out / "train_config.yaml")
-    logger.info("saved the model, tokenizer and config to %s", out)
+    logger.info("saved the model, its tokenizer and the distillation head to %s", out)
 
 
 def train(cfg: TrainConfig) -> Path:
     """Run one training stage; returns the output folder (which holds the final model)."""
     out = Path(cfg.output_dir)
-    world = int(os.environ.get("WORLD_SIZE", "1"))  # set by torchrun / accelerate / deepspeed launchers
-    plugin = _deepspeed_plugin(cfg, world)
-    accelerator = Accelerator(
-        cpu=not torch.cuda.is_available(),  # without it, CPU processes under torchrun would not form a group
-        gradient_accumulation_steps=cfg.optim.grad_accum,
-        mixed_precision=cfg.distributed.mixed_precision,
-        deepspeed_plugin=plugin,
-        log_with="tensorboard" if cfg.logging.tensorboard else None,
-        project_dir=str(out),
-        kwargs_handlers=[DistributedDataParallelKwargs(find_unused_parameters=cfg.distributed.find_unused_parameters)],
-    )
-    set_seed(cfg.seed)
-    if accelerator.is_main_process:
-        out.mkdir(parents=True, exist_ok=True)
-        save_config(cfg, out / "config.yaml")
-    accelerator.wait_for_everyone()
+    set_seed(cfg.seed)  # before the model is built: every rank starts from the same weights
 
     # ---- model, teacher, head, trainable groups
     tokenizer = load_tokenizer(cfg.model.tokenizer or cfg.model.init_from)
     model, head_state = build_training_model(cfg)
-    if len(tokenizer) > model.config.text_config.vocab_size:
-        raise ValueError(
-            f"tokenizer has {len(tokenizer)} tokens but the LLM's vocab_size is {model.config.text_config.vocab_size}"
-        )
-    if plugin is not None:
-        _fill_auto_buckets(plugin, model.config.text_config.hidden_size)
+    text = model.config.text_config
+    if len(tokenizer) > text.vocab_size:
+        raise ValueError(f"tokenizer has {len(tokenizer)} tokens but the LLM's vocab_size is {text.vocab_size}")
+    accelerator = build_accelerator(cfg, text.hidden_size)
+    if accelerator.is_main_process:
+        out.mkdir(parents=True, exist_ok=True)
+        save_config(cfg, out / "config.yaml")
+    accelerator.wait_for_everyone()
     if cfg.distributed.gradient_checkpointing:
-        model.gradient_checkpointing_enable()
+        # Non-reentrant: works with DDP's find_unused_parameters and with frozen inputs (prealign's frozen LLM).
+        model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
     teacher = head = None
     layers: list[int] = []
     if cfg.distill.enabled:
         teacher = build_teacher(cfg)
         _check_teacher_geometry(cfg, teacher)
-        layers = select_layers(model.config.text_config.num_hidden_layers, cfg.distill.layer_rate)
-        head = DistillHead(model.config.text_config.hidden_size, teacher.cfg.width, len(layers), cfg.distill.num_heads)
+        layers = select_layers(text.num_hidden_layers, cfg.distill.layer_rate)
+        head = DistillHead(text.hidden_size, teacher.cfg.width, len(layers), cfg.distill.num_heads)
         if head_state is not None:
-            head.load_state_dict(head_state)  # strict: a partial head is an error
+            _load_head(head, head_state, layers)
             logger.info("distillation head initialised from the checkpoint")
+        logger.info("distillation: LLM hidden states %s, weight %g", layers, cfg.distill.weight)
     task = TrainingTask(model, head, layers, cfg.distill.weight, cfg.data.teacher_patch_size)
     apply_trainable(task, cfg.stage.trainable)
     task.train()
@@ -229,78 +312,88 @@ def train(cfg: TrainConfig) -> Path:
     steps_per_epoch = max(1, math.ceil(len(loader) / cfg.optim.grad_accum))
     total_steps = cfg.optim.max_steps or math.ceil(cfg.optim.epochs * steps_per_epoch)
 
-    # ---- optimizer, accelerate
+    # ---- optimizer, schedule, accelerate
     optimizer = build_optimizer(task, cfg.stage, cfg.optim)
     scheduler = build_scheduler(optimizer, total_steps, cfg.optim)  # stepped by hand, once per optimizer step
+    half = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(cfg.distributed.mixed_precision)
+    if cfg.distributed.deepspeed and half is not None:
+        cast_batchnorm_for_deepspeed(task, half)
+    if cfg.distributed.deepspeed and accelerator.state.deepspeed_plugin.zero_stage == 3:
+        if accelerator.num_processes > 1:
+            raise NotImplementedError(
+                f"distributed.deepspeed={cfg.distributed.deepspeed}: ZeRO-3 with {accelerator.num_processes} "
+                "processes is not supported yet: the STAB runs LSD/FSRA once per crop shape of the batch, so ranks "
+                "gather different parameters (a collective mismatch); declared a ZeRO-3 leaf module, its backward "
+                "fails in DeepSpeed 0.19. Use zero2.json (the paper's setting) or zero2_offload.json; ZeRO-3 works in "
+                "one process (e.g. zero3_offload.json to fit a 7B model on one GPU)."
+            )
     task, optimizer = accelerator.prepare(task, optimizer)
+    accelerator.register_for_checkpointing(scheduler)  # saved and restored with the optimizer
     if teacher is not None:
-        teacher.to(accelerator.device)
+        teacher.to(accelerator.device, dtype=half)  # the reference ran its teacher in bf16 too
     if cfg.logging.tensorboard:
         accelerator.init_trackers("tb")
 
     state = TrainState()
     latest = find_latest(out) if cfg.checkpoint.resume else None
     if latest is not None:
-        accelerator.load_state(str(latest))
+        accelerator.load_state(str(latest))  # model, optimizer, scheduler, RNG of every rank
         state = load_train_state(latest, accelerator.process_index)
-        scheduler.last_epoch = state.step - 1
-        scheduler.step()  # recompute the learning rates for the restored step
         logger.info("resumed from %s at step %d (epoch %d, sample %d)", latest, state.step, state.epoch, state.consumed)
     logger.info(
-        "training %d steps (%d per epoch), %d samples per rank per epoch, %d rank(s)",
+        "training %d steps (%d per epoch), %d samples per rank per epoch, %d rank(s), %s",
         total_steps,
         steps_per_epoch,
         len(sampler),
         accelerator.num_processes,
+        f"DeepSpeed {cfg.distributed.deepspeed}" if cfg.distributed.deepspeed else accelerator.distributed_type,
     )
 
     progress = None
     if cfg.logging.progress and accelerator.is_main_process:
         from tqdm.auto import tqdm
 
-        progress = tqdm(total=total_steps, initial=state.step, desc=f"{cfg.stage.name}", dynamic_ncols=True)
+        progress = tqdm(total=total_steps, initial=state.step, desc=cfg.stage.name, dynamic_ncols=True)
+    deepspeed = cfg.distributed.deepspeed != ""
     clip = cfg.optim.grad_clip
     start = time.time()
-    window = {"lm": 0.0, "distill": 0.0, "micro": 0, "tokens": 0, "samples": 0, "t0": time.time()}
+    window = _Window()
     stopped_early = False
     while state.step < total_steps and not stopped_early:
         sampler.set_epoch(state.epoch)
         dataset.set_epoch(state.epoch)
-        sampler.skip(state.consumed)
+        sampler.skip(state.consumed)  # resume mid-epoch: same order, the consumed samples skipped
         for batch in loader:
             batch = _to_device(batch, accelerator.device)
             with accelerator.accumulate(task):
                 teacher_features = None
                 if teacher is not None and batch.get("teacher_pixel_values_videos") is not None:
-                    with torch.no_grad():
-                        teacher_features = teacher(batch["teacher_pixel_values_videos"])
+                    teacher_features = teacher(batch["teacher_pixel_values_videos"])  # (Bv, F, N, Dt), no grad
                 losses = task(batch, teacher_features)
                 accelerator.backward(losses["loss"])
-                if accelerator.sync_gradients and clip > 0 and plugin is None:
+                if accelerator.sync_gradients and clip > 0 and not deepspeed:  # DeepSpeed clips itself
                     accelerator.clip_grad_norm_(task.parameters(), clip)
                 optimizer.step()
                 optimizer.zero_grad()
-            n_samples = len(batch["ids"])
-            n_tokens = int(batch["attention_mask"].sum())
+            n_samples, n_tokens = len(batch["ids"]), int(batch["attention_mask"].sum())
+            if batch["skipped"]:  # bad records replaced by the dataset (data.on_bad_sample: skip)
+                state.skipped += len(batch["skipped"])
+                logger.warning("skipped bad sample(s) %s (%d so far on this rank)", batch["skipped"], state.skipped)
             state.consumed += n_samples
             state.samples += n_samples
             state.tokens += n_tokens
-            window["lm"] += float(losses["lm_loss"])
-            window["distill"] += float(losses["distill_loss"])
-            window["micro"] += 1
-            window["tokens"] += n_tokens
-            window["samples"] += n_samples
+            window.add(losses, n_samples, n_tokens)
             if not accelerator.sync_gradients:
                 continue
             state.step += 1
-            scheduler.step()
             if progress is not None:
                 progress.update(1)
             if state.step % cfg.logging.every_steps == 0 or state.step == total_steps:
-                _log(accelerator, state, window, optimizer, progress)
+                _log(accelerator, state, window, optimizer, progress)  # the learning rates this step used
+            scheduler.step()
             if cfg.checkpoint.every_steps and state.step % cfg.checkpoint.every_steps == 0 and state.step < total_steps:
                 save_checkpoint(accelerator, out, state, cfg.checkpoint.keep_last)
-            if cfg.max_minutes and time.time() - start > 60 * cfg.max_minutes:
+            if cfg.max_minutes and _any_rank(accelerator, time.time() - start > 60 * cfg.max_minutes):
                 logger.warning("max_minutes=%s reached at step %d: saving and stopping", cfg.max_minutes, state.step)
                 stopped_early = True
             if state.step >= total_steps or stopped_early:
@@ -312,7 +405,7 @@ def train(cfg: TrainConfig) -> Path:
         progress.close()
     if stopped_early:
         save_checkpoint(accelerator, out, state, cfg.checkpoint.keep_last)
-    save_model(accelerator, task, tokenizer, out, cfg)
+    save_model(accelerator, task, tokenizer, out)
     if cfg.distributed.verify_sync:
         _write_param_sums(accelerator, task, out)
     accelerator.end_training()
@@ -326,21 +419,47 @@ def _write_param_sums(accelerator: Accelerator, task, out: Path) -> None:
     (out / f"rank{accelerator.process_index}_param_sums.json").write_text(json.dumps(sums, sort_keys=True))
 
 
+def _any_rank(accelerator: Accelerator, flag: bool) -> bool:
+    """True on every rank if ``flag`` is true on any (ranks must agree on when to stop)."""
+    if accelerator.num_processes == 1:
+        return flag
+    return bool(accelerator.reduce(torch.tensor([float(flag)], device=accelerator.device), reduction="sum") > 0)
+
+
 def _to_device(batch: dict, device: torch.device) -> dict:
     return {k: v.to(device, non_blocking=True) if torch.is_tensor(v) else v for k, v in batch.items()}
 
 
-def _log(accelerator: Accelerator, state: TrainState, window: dict, optimizer, progress) -> None:
-    """Log the means of the last window of micro-batches (averaged over ranks) and reset it."""
-    micro = max(1, window["micro"])
-    means = torch.tensor([window["lm"] / micro, window["distill"] / micro], device=accelerator.device)
+class _Window:
+    """Sums over the micro-batches since the last log line."""
+
+    def __init__(self) -> None:
+        self.reset()
+
+    def reset(self) -> None:
+        self.lm = self.distill = 0.0
+        self.micro = self.tokens = self.samples = 0
+        self.t0 = time.time()
+
+    def add(self, losses: dict, samples: int, tokens: int) -> None:
+        self.lm += float(losses["lm_loss"])
+        self.distill += float(losses["distill_loss"])
+        self.micro += 1
+        self.samples += samples
+        self.tokens += tokens
+
+
+def _log(accelerator: Accelerator, state: TrainState, window: _Window, optimizer, progress) -> None:
+    """Log the means of the last window of micro-batches (averaged over ranks); the caller starts a new window."""
+    micro = max(1, window.micro)
+    means = torch.tensor([window.lm / micro, window.distill / micro], device=accelerator.device)
     means = accelerator.reduce(means, reduction="mean")
-    elapsed = max(1e-6, time.time() - window["t0"])
+    elapsed = max(1e-6, time.time() - window.t0)
     metrics = {
         "loss/lm": float(means[0]),
         "loss/distill": float(means[1]),
-        "throughput/tokens_per_s": window["tokens"] * accelerator.num_processes / elapsed,
-        "throughput/samples_per_s": window["samples"] * accelerator.num_processes / elapsed,
+        "throughput/tokens_per_s": window.tokens * accelerator.num_processes / elapsed,
+        "throughput/samples_per_s": window.samples * accelerator.num_processes / elapsed,
     }
     for group in optimizer.param_groups:
         name = group.get("name", "group")
@@ -350,4 +469,4 @@ def _log(accelerator: Accelerator, state: TrainState, window: dict, optimizer, p
     if progress is not None:
         progress.set_postfix(lm=f"{metrics['loss/lm']:.3f}", distill=f"{metrics['loss/distill']:.3f}")
     logger.debug("step %d %s", state.step, metrics)
-    window.update(lm=0.0, distill=0.0, micro=0, tokens=0, samples=0, t0=time.time())
+    window.reset()

@@ -71,8 +71,12 @@ class TrainingTask(nn.Module):
             )
         else:
             distill_loss, real = lm_loss.new_zeros(()), 0
-            if self.head is not None:  # keep the head in the graph (DDP / ZeRO expect every trainable parameter)
-                distill_loss = distill_loss + sum(p.sum() for p in self.head.parameters()) * 0.0
+            if self.head is not None:
+                # No video in this batch: run the head on zero tokens anyway, so that its parameters take part in
+                # this step on every rank (DDP's reducer, ZeRO-3's parameter gathers) with a zero gradient.
+                width = self.model.config.text_config.hidden_size
+                empty = lm_loss.new_zeros((0, len(self.layers), width))  # (0, J, D)
+                distill_loss = self.head(empty).sum() * 0.0
         loss = lm_loss + self.distill_weight * distill_loss
         return {
             "loss": loss,
