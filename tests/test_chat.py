@@ -17,8 +17,9 @@ from videopanda.model import build_model
 @pytest.fixture(scope="module")
 def saved_model(tmp_path_factory):
     root = tmp_path_factory.mktemp("chat")
-    tok = train_tokenizer(["what colour is the circle", "red green blue", "the square moves left"] * 20,
-                          root / "model", vocab_size=300)
+    tok = train_tokenizer(
+        ["what colour is the circle", "red green blue", "the square moves left"] * 20, root / "model", vocab_size=300
+    )
     cfg = tiny_model_config()
     cfg.llm = {**TINY_LLM, "vocab_size": len(tok)}
     model = build_model(cfg)
@@ -41,8 +42,18 @@ def test_one_shot_question_streams_the_same_answer_it_returns(saved_model):
 
 
 def test_chat_command_with_question_prints_an_answer(saved_model, capsys):
-    code = main(["--model", str(saved_model / "model"), "--video", str(saved_model / "clip.mp4"),
-                 "--question", "what moves?", "--max-new-tokens", "4"])
+    code = main(
+        [
+            "--model",
+            str(saved_model / "model"),
+            "--video",
+            str(saved_model / "clip.mp4"),
+            "--question",
+            "what moves?",
+            "--max-new-tokens",
+            "4",
+        ]
+    )
     assert code == 0
     assert capsys.readouterr().out.endswith("\n")
 

@@ -38,7 +38,9 @@ def read_efficiency_csv(path: str | Path) -> list[dict]:
         reader = csv.DictReader(fh)
         missing = [c for c in EFFICIENCY_COLUMNS if c not in (reader.fieldnames or [])]
         if missing:
-            raise ValueError(f"{path}: missing column(s) {', '.join(missing)}; expected {', '.join(EFFICIENCY_COLUMNS)}")
+            raise ValueError(
+                f"{path}: missing column(s) {', '.join(missing)}; expected {', '.join(EFFICIENCY_COLUMNS)}"
+            )
         rows = []
         for line, row in enumerate(reader, start=2):
             try:
@@ -73,8 +75,9 @@ def plot_efficiency(rows: list[dict], out: str | Path, title: str = "Accuracy vs
             label=f"{name} ({', '.join(bench)})",
         )
         for r in pts:
-            ax.annotate(r["model"], (r["visual_params_m"], r["accuracy"]), fontsize=8, xytext=(5, 4),
-                        textcoords="offset points")
+            ax.annotate(
+                r["model"], (r["visual_params_m"], r["accuracy"]), fontsize=8, xytext=(5, 4), textcoords="offset points"
+            )
     ax.set_xscale("log")
     ax.set_xlabel("visual parameters (M, log scale)")
     ax.set_ylabel("accuracy (%)")
@@ -95,8 +98,8 @@ def plot_curves(scalars: dict[str, list[tuple[int, float]]], out: str | Path) ->
         raise ValueError("no training scalars to plot")
     plt = _pyplot()
     fig, axes = plt.subplots(1, len(scalars), figsize=(4.5 * len(scalars), 3.5), squeeze=False)
-    for ax, (name, points) in zip(axes[0], sorted(scalars.items())):
-        steps, values = zip(*points)
+    for ax, (name, points) in zip(axes[0], sorted(scalars.items()), strict=True):
+        steps, values = zip(*points, strict=True)
         ax.plot(steps, values, lw=1.2)
         ax.set_title(name)
         ax.set_xlabel("step")
@@ -149,8 +152,9 @@ def read_tensorboard_scalars(logdir: str | Path, tags: tuple[str, ...] | None = 
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="videopanda plot", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        prog="videopanda plot", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     sub = parser.add_subparsers(dest="what", required=True)
     eff = sub.add_parser("efficiency", help="bubble chart from an efficiency CSV")
     eff.add_argument("csv", help="CSV with columns " + ",".join(EFFICIENCY_COLUMNS))

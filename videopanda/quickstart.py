@@ -35,8 +35,14 @@ def _stage(config: str, overrides: list[str]):
     return train(load_config(TrainConfig, CONFIGS / "train" / config, overrides))
 
 
-def run(out: Path, fast: bool = False, seed: int = 0, progress: bool = True, model_config: str | None = None,
-        data: Path | None = None) -> dict:
+def run(
+    out: Path,
+    fast: bool = False,
+    seed: int = 0,
+    progress: bool = True,
+    model_config: str | None = None,
+    data: Path | None = None,
+) -> dict:
     """Run the quickstart into ``out``; returns the results (also written to ``out/results.json``).
 
     Args:
@@ -67,8 +73,16 @@ def run(out: Path, fast: bool = False, seed: int = 0, progress: bool = True, mod
     prealign = out / "prealign"
     if not (prealign / "model.safetensors").is_file():
         model = [f"model.config={model_config}"] if model_config else []
-        _stage("tiny_prealign.yaml", [*common, f"output_dir={prealign}", f"model.tokenizer={data / 'tokenizer'}",
-                                      f"optim.max_steps={sizes['prealign_steps']}", *model])
+        _stage(
+            "tiny_prealign.yaml",
+            [
+                *common,
+                f"output_dir={prealign}",
+                f"model.tokenizer={data / 'tokenizer'}",
+                f"optim.max_steps={sizes['prealign_steps']}",
+                *model,
+            ],
+        )
     finetune = out / "finetune"
     if not (finetune / "model.safetensors").is_file():
         length = f"optim.max_steps={sizes['finetune_steps']}" if fast else f"optim.epochs={sizes['finetune_epochs']}"
@@ -79,8 +93,22 @@ def run(out: Path, fast: bool = False, seed: int = 0, progress: bool = True, mod
     evals = out / "eval"
     quiet = [] if progress else ["--no-progress"]
     for argv in (
-        ["generate", "--model", str(finetune), "--task", "synthetic_qa", "--data-root", str(data), "--out",
-         str(evals), "--max-new-tokens", "8", "--batch-size", "16", *quiet],
+        [
+            "generate",
+            "--model",
+            str(finetune),
+            "--task",
+            "synthetic_qa",
+            "--data-root",
+            str(data),
+            "--out",
+            str(evals),
+            "--max-new-tokens",
+            "8",
+            "--batch-size",
+            "16",
+            *quiet,
+        ],
         ["judge", "--predictions", str(evals / "predictions.jsonl"), "--profile", "exact", *quiet],
         ["aggregate", str(evals), "--out", str(out)],
     ):
@@ -149,8 +177,10 @@ def results_table(results: dict) -> str:
     """Markdown table: accuracy per question type against chance."""
     lines = ["| question type | needs time | accuracy % | chance % | records |", "|---|---|---|---|---|"]
     for t, v in results["per_type"].items():
-        lines.append(f"| {t} | {'yes' if v.get('needs_time') else 'no'} | {v['accuracy']:.1f} | {v['chance']:.1f} "
-                     f"| {v['records']} |")
+        lines.append(
+            f"| {t} | {'yes' if v.get('needs_time') else 'no'} | {v['accuracy']:.1f} | {v['chance']:.1f} "
+            f"| {v['records']} |"
+        )
     return "\n".join(lines)
 
 
@@ -170,8 +200,10 @@ def main(argv: list[str] | None = None) -> int:
     start = time.time()
     results = run(out, fast=args.fast, seed=args.seed, progress=not args.no_progress)
     sys.stdout.write("\n" + results_table(results) + "\n\n")
-    sys.stdout.write(f"Finished in {(time.time() - start) / 60:.1f} min. Run folder: {out.resolve()}\n"
-                     f"  results: {out / 'results.json'}, {out / 'results.md'}; plots: {out / 'plots'}/\n"
-                     f"  chat with the model: videopanda chat --model {out / 'finetune'} --video "
-                     f"{out / 'data' / 'videos' / 'eval_00000.mp4'}\n")
+    sys.stdout.write(
+        f"Finished in {(time.time() - start) / 60:.1f} min. Run folder: {out.resolve()}\n"
+        f"  results: {out / 'results.json'}, {out / 'results.md'}; plots: {out / 'plots'}/\n"
+        f"  chat with the model: videopanda chat --model {out / 'finetune'} --video "
+        f"{out / 'data' / 'videos' / 'eval_00000.mp4'}\n"
+    )
     return 0

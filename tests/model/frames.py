@@ -5,7 +5,9 @@ from __future__ import annotations
 import torch
 
 
-def letterboxed(b: int, f: int, size: int, box: tuple[int, int, int, int] | None = None, padded_from: int | None = None):
+def letterboxed(
+    b: int, f: int, size: int, box: tuple[int, int, int, int] | None = None, padded_from: int | None = None
+):
     """Random (b, f, 4, size, size) frames; content only inside ``box`` (pixels, [top, bottom, left, right)).
 
     Frames from index ``padded_from`` on are fully padded (all zero, mask 0), as the data pipeline pads short videos.

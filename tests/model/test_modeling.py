@@ -141,12 +141,23 @@ def test_generate_with_and_without_cache_gives_the_same_tokens(model):
     video = letterboxed(2, 8, 32, (8, 24, 0, 32))
     rows = [_sample(2, 3, video[0], VIDEO_ID), _sample(5, 4, video[1], VIDEO_ID)]
     ids, mask = _pad(rows, "left")
-    kwargs = dict(input_ids=ids, attention_mask=mask, pixel_values_videos=video, max_new_tokens=6, min_new_tokens=6, do_sample=False)
+    kwargs = dict(
+        input_ids=ids,
+        attention_mask=mask,
+        pixel_values_videos=video,
+        max_new_tokens=6,
+        min_new_tokens=6,
+        do_sample=False,
+    )
     with torch.no_grad():
         cached = model.generate(**kwargs, use_cache=True)
         uncached = model.generate(**kwargs, use_cache=False)
         single = model.generate(
-            input_ids=torch.tensor([rows[1]]), pixel_values_videos=video[1:], max_new_tokens=6, min_new_tokens=6, do_sample=False
+            input_ids=torch.tensor([rows[1]]),
+            pixel_values_videos=video[1:],
+            max_new_tokens=6,
+            min_new_tokens=6,
+            do_sample=False,
         )
     assert cached.shape == (2, ids.shape[1] + 6)
     assert torch.equal(cached, uncached)
@@ -178,8 +189,15 @@ def test_zero_inits_hold_after_from_config_and_after_load(tmp_path):
     loaded = VideoPandaForConditionalGeneration.from_pretrained(tmp_path)
     for m in (fresh, loaded):
         stab = m.model.video_tokenizer
-        for p in (stab.lste.temporal[3].weight, stab.lste.temporal[3].bias, stab.gstra.out_proj.weight,
-                  stab.gstra.mlp.c_proj.weight, stab.gstra.query, stab.fusion.balance, stab.lste.dpe.bias):
+        for p in (
+            stab.lste.temporal[3].weight,
+            stab.lste.temporal[3].bias,
+            stab.gstra.out_proj.weight,
+            stab.gstra.mlp.c_proj.weight,
+            stab.gstra.query,
+            stab.fusion.balance,
+            stab.lste.dpe.bias,
+        ):
             assert torch.count_nonzero(p) == 0
         assert stab.lste.dpe.weight.std() > 0.05  # torch's kaiming-uniform, not N(0, 0.02) (reference §1.6)
         assert torch.count_nonzero(stab.gstra.in_proj_weight) > 0

@@ -69,7 +69,7 @@ def test_batched_equals_literal_per_frame_reference(box, padded_from):
     ref = reference_stab_forward(stab, frames)
     got = _split_frames(out, out.frame_token_counts)
     assert len(got) == len(ref) == 16
-    for i, (a, b) in enumerate(zip(got, ref)):
+    for i, (a, b) in enumerate(zip(got, ref, strict=True)):
         torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-4, msg=f"frame {i}")
 
 
@@ -186,7 +186,7 @@ def test_ablation_no_row_tokens_drops_exactly_the_split_tokens():
     base, abl, _ = _ablation_outputs({}, {"row_tokens": False}, VIDEO)
     frames_b = _split_frames(base, base.frame_token_counts)
     frames_a = _split_frames(abl, abl.frame_token_counts)
-    for fb, fa in zip(frames_b, frames_a):
+    for fb, fa in zip(frames_b, frames_a, strict=True):
         h, w = 2, 4
         keep = [0] + [1 + r * (w + 1) + c for r in range(h) for c in range(w)]
         torch.testing.assert_close(fb[keep], fa)

@@ -69,5 +69,10 @@ def parameter_counts(model: VideoPandaForConditionalGeneration) -> dict[str, int
     stab = sum(p.numel() for p in model.model.video_tokenizer.parameters())
     projector = sum(p.numel() for p in model.model.projector.parameters())
     llm = sum(p.numel() for p in model.model.language_model.parameters()) + model.lm_head.weight.numel()
-    return {"stab": stab, "projector": projector, "stab+projector": stab + projector, "llm": llm,
-            "total": stab + projector + llm}
+    return {
+        "stab": stab,
+        "projector": projector,
+        "stab+projector": stab + projector,
+        "llm": llm,
+        "total": stab + projector + llm,
+    }

@@ -25,7 +25,7 @@ def main(argv: list[str] | None = None) -> int:
         prog="videopanda train", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("config", help="a stage YAML (configs/train/*.yaml)")
-    parser.add_argument("overrides", nargs="*", help="dotted overrides, e.g. optim.lr=1e-5 output_dir=runs/x")
+    parser.add_argument("overrides", nargs="*", help="dotted overrides, e.g. stage.lr=2.0e-5 output_dir=runs/x")
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
     args = parser.parse_args(argv)
     setup_logging(logging.DEBUG if args.verbose else logging.INFO)
