@@ -31,6 +31,16 @@ def _pyplot():
     return plt
 
 
+def _save(plt, fig, out: str | Path, dpi: int) -> Path:
+    """Write a figure as PNG (creating the folder) and free it."""
+    fig.tight_layout()
+    out = Path(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(out, dpi=dpi)
+    plt.close(fig)
+    return out
+
+
 def read_efficiency_csv(path: str | Path) -> list[dict]:
     """Rows of an efficiency CSV, validated (the error names the file, line and column)."""
     path = Path(path)
@@ -84,12 +94,7 @@ def plot_efficiency(rows: list[dict], out: str | Path, title: str = "Accuracy vs
     ax.set_title(title + "\nbubble area ~ training samples (thousands)")
     ax.grid(True, which="both", alpha=0.3)
     ax.legend(fontsize=8, loc="lower right")
-    fig.tight_layout()
-    out = Path(out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(out, dpi=120)
-    plt.close(fig)
-    return out
+    return _save(plt, fig, out, dpi=120)
 
 
 def plot_curves(scalars: dict[str, list[tuple[int, float]]], out: str | Path) -> Path:
@@ -104,12 +109,7 @@ def plot_curves(scalars: dict[str, list[tuple[int, float]]], out: str | Path) ->
         ax.set_title(name)
         ax.set_xlabel("step")
         ax.grid(True, alpha=0.3)
-    fig.tight_layout()
-    out = Path(out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(out, dpi=110)
-    plt.close(fig)
-    return out
+    return _save(plt, fig, out, dpi=110)
 
 
 def plot_accuracy_vs_chance(per_type: dict[str, dict], out: str | Path, title: str = "Accuracy per question type"):
@@ -129,12 +129,7 @@ def plot_accuracy_vs_chance(per_type: dict[str, dict], out: str | Path, title: s
     ax.set_ylabel("%")
     ax.set_title(title)
     ax.legend(fontsize=8)
-    fig.tight_layout()
-    out = Path(out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(out, dpi=110)
-    plt.close(fig)
-    return out
+    return _save(plt, fig, out, dpi=110)
 
 
 def read_tensorboard_scalars(logdir: str | Path, tags: tuple[str, ...] | None = None) -> dict[str, list]:
