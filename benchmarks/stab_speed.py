@@ -16,10 +16,12 @@ time and forward+backward time (loss = mean of the outputs; gradients for every 
 fp32 in eval mode (dropout off, BatchNorm on running statistics: the literal loop supports nothing else), so the
 three do the same work they would at inference. The first (FLOP-counting) pass of each model is the warm-up.
 
-Run time on 2 cores: ``--quick`` (batch 1, ~2.5 min), default (+ batch 8 forward for all and forward+backward of
-the batched STAB, ~8 min), ``--full`` (+ batch 8 forward+backward of the literal loop and of the ViT, ~20 min; the
-ViT's batch-8 backward is run as 8 accumulated micro-batches of one video, since its activations for 64 frames at
-once need ~24 GB).
+Times are the minimum over ``--repeats`` runs (3 at batch 1, ``--repeats-large`` 1 at batch 8): other processes
+on a shared machine only ever add time. Run time on 2 cores, dominated by ViT-L/14 (1.2 TFLOPs per video):
+``--quick`` (batch 1 only) ~6 min; default (+ batch 8 forward of all three and forward+backward of the batched
+STAB) ~13 min; ``--full`` (+ batch 8 forward+backward of the literal loop and of the ViT) ~25 min. The ViT's
+batch-8 backward runs as 8 accumulated micro-batches of one video: its activations for 64 frames at once need
+~24 GB.
 
     python benchmarks/stab_speed.py [--quick | --full] [--threads N] [--repeats N]
 """
@@ -28,7 +30,6 @@ from __future__ import annotations
 
 import argparse
 import inspect
-import statistics
 import sys
 import time
 from collections.abc import Callable
@@ -141,7 +142,7 @@ def time_forward(c: Candidate, x: torch.Tensor, repeats: int) -> float:
         with torch.no_grad():
             c.fn(x)
         times.append(time.perf_counter() - start)
-    return statistics.median(times) * 1000
+    return min(times) * 1000  # the least disturbed run: other processes only ever add time
 
 
 def time_forward_backward(c: Candidate, x: torch.Tensor, repeats: int, micro_batches: int = 1) -> float:
@@ -153,7 +154,7 @@ def time_forward_backward(c: Candidate, x: torch.Tensor, repeats: int, micro_bat
             (c.fn(part).float().mean() / micro_batches).backward()
         times.append(time.perf_counter() - start)
     c.zero_grad()
-    return statistics.median(times) * 1000
+    return min(times) * 1000  # the least disturbed run: other processes only ever add time
 
 
 def run(args: argparse.Namespace) -> list[Row]:
@@ -226,7 +227,7 @@ def main(argv: list[str] | None = None) -> int:
     mode.add_argument("--quick", action="store_true", help="batch 1 only")
     mode.add_argument("--full", action="store_true", help="also time forward+backward of every model at batch 8")
     p.add_argument("--threads", type=int, default=0, help="torch CPU threads (default: torch's choice)")
-    p.add_argument("--repeats", type=int, default=1, help="timed repeats at batch 1 (median; after a warm-up)")
+    p.add_argument("--repeats", type=int, default=3, help="timed repeats at batch 1 (the minimum is reported)")
     p.add_argument("--repeats-large", type=int, default=1, help="timed repeats at batch 8")
     p.add_argument(
         "--model-config", type=Path, default=ROOT / "configs" / "model" / "videopanda-7b.yaml", help="STAB size"
