@@ -10,7 +10,7 @@ from transformers import AutoTokenizer
 
 from videopanda.data.__main__ import main as data_main
 from videopanda.data.records import load_records
-from videopanda.data.synth import COLORS, QUESTION_TYPES, SynthConfig, generate
+from videopanda.data.synth import COLORS, QUESTION_TYPES, SynthConfig, build_scenes, generate, render
 from videopanda.data.video_io import read_video
 
 
@@ -20,19 +20,31 @@ def _color_masks(frames: np.ndarray, color: str, tol: int = 60) -> np.ndarray:
     return np.abs(frames.astype(np.int32) - target).max(axis=-1) < tol
 
 
-def test_same_seed_same_bytes_and_frames_different_seed_differs(tmp_path, synth_dir):
+def test_same_seed_same_files_and_pixels_different_seed_differs(tmp_path, synth_dir):
+    """JSON, tokenizer and rendered pixels are bit-exact; the lossy h264 bytes are only promised to decode closely.
+
+    (A CI machine once produced an mp4 one byte longer for identical input pixels, so the encoder's bytes are
+    not part of the contract.)
+    """
     again = tmp_path / "again"
     generate(again, SynthConfig(seed=3, train_videos=24, eval_videos=6))
     files = ("train.json", "eval/test_q.json", "eval/test_a.json", "eval/vcg/consistency_qa.json", "chance.json")
-    for rel in (*files, "tokenizer/tokenizer.json", "videos/train_00003.mp4"):
+    for rel in (*files, "tokenizer/tokenizer.json"):
         assert (again / rel).read_bytes() == (synth_dir / rel).read_bytes(), rel
-    for name in ("train_00000.mp4", "eval_00005.mp4"):
-        a = read_video(again / "videos" / name, 16).frames
-        b = read_video(synth_dir / "videos" / name, 16).frames
-        assert a.equal(b)
+    cfg = SynthConfig(seed=3, train_videos=24, eval_videos=6)
+    first, second = build_scenes(cfg), build_scenes(cfg)
+    for a, b in zip(first[0] + first[1], second[0] + second[1], strict=True):
+        assert np.array_equal(render(a, cfg.frames), render(b, cfg.frames)), a.name
+    for name in ("train_00000.mp4", "train_00003.mp4", "eval_00005.mp4"):
+        a = read_video(again / "videos" / name, 16).frames.float()
+        b = read_video(synth_dir / "videos" / name, 16).frames.float()
+        assert a.shape == b.shape and (a - b).abs().mean() < 1.0, name
     other = tmp_path / "other"
     generate(other, SynthConfig(seed=4, train_videos=24, eval_videos=6))
     assert (other / "train.json").read_bytes() != (synth_dir / "train.json").read_bytes()
+    other_frames = read_video(other / "videos" / "train_00000.mp4", 16).frames.float()
+    ours = read_video(synth_dir / "videos" / "train_00000.mp4", 16).frames.float()
+    assert other_frames.shape != ours.shape or (other_frames - ours).abs().mean() > 5.0
 
 
 def test_files_have_the_documented_formats(synth_dir):

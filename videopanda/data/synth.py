@@ -312,7 +312,7 @@ def _shape_mask(shape: str, dx: np.ndarray, dy: np.ndarray, r: float) -> np.ndar
 
 
 def write_mp4(path: str | Path, frames: np.ndarray, fps: int, crf: int = 20) -> None:
-    """Encode (T, H, W, 3) uint8 frames as h264 mp4 with PyAV (single-threaded, so the bytes are reproducible)."""
+    """Encode (T, H, W, 3) uint8 frames as h264 mp4 with PyAV (single-threaded x264, CRF quality)."""
     import av
 
     _, h, w, _ = frames.shape
