@@ -10,7 +10,15 @@ from transformers import AutoTokenizer
 
 from videopanda.data.__main__ import main as data_main
 from videopanda.data.records import load_records
-from videopanda.data.synth import COLORS, QUESTION_TYPES, SynthConfig, build_scenes, generate, render
+from videopanda.data.synth import (
+    COLORS,
+    QUESTION_TYPES,
+    SynthConfig,
+    build_scenes,
+    generate,
+    render,
+    train_record,
+)
 from videopanda.data.video_io import read_video
 
 
@@ -106,3 +114,23 @@ def test_synth_command_writes_the_set(tmp_path, capsys):
     assert data_main(argv) == 0
     assert "wrote 3 training clips" in capsys.readouterr().out
     assert len(list((tmp_path / "s" / "videos").glob("*.mp4"))) == 6
+
+
+def test_no_training_answer_is_written_in_an_earlier_turn():
+    """Otherwise the model learns to copy answers from the question text and fails the single-question evaluation."""
+    cfg = SynthConfig(seed=5, train_videos=600, eval_videos=1)
+    scenes, _ = build_scenes(cfg)
+    firsts, order_hits, order_total = set(), 0, 0
+    for i, scene in enumerate(scenes):
+        turns = train_record(scene, np.random.default_rng([cfg.seed, 3, i]))["conversations"]
+        firsts.add(turns[1]["value"] in COLORS)
+        for k in range(1, len(turns), 2):
+            answer = turns[k]["value"]
+            earlier = " ".join(t["value"] for t in turns[: k - 1]).lower().replace("?", " ").split()
+            if scene.kind == "order" and k == 3:  # two-choice: names both colours; the static turn is about either
+                order_total += 1
+                order_hits += answer in earlier
+            elif len(answer.split()) == 1:  # a QA answer, not a caption
+                assert answer not in earlier, (scene.name, answer, earlier)
+    assert firsts == {True, False}  # both colour and shape questions are asked first
+    assert order_total > 150 and 0.35 < order_hits / order_total < 0.65  # no hint about which object came first

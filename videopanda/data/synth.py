@@ -250,17 +250,21 @@ def make_scene(rng: np.random.Generator, name: str, kind: str, balance: int | No
     return Scene(name, kind, aspect, _background(rng), objects, answers, caption)
 
 
-def questions_for(scene: Scene) -> dict[str, tuple[str, str, str]]:
-    """Question type -> (question, paraphrase, answer) for every type the scene can answer."""
+def questions_for(scene: Scene, subject: int = 0) -> dict[str, tuple[str, str, str]]:
+    """Question type -> (question, paraphrase, answer) for every type the scene can answer.
+
+    ``subject`` picks the object the colour and shape questions are about (scenes with two objects).
+    """
     out = {}
-    main = scene.objects[0]
-    fill = {"color": main.color, "shape": main.shape}
+    obj = scene.objects[subject]
+    fill = {"color": obj.color, "shape": obj.shape}
+    own = {"color": obj.color, "shape": obj.shape}
     for qtype in ("color", "shape", "direction", "count"):
         if qtype in scene.answers:
             out[qtype] = (
                 QUESTIONS[qtype].format(**fill),
                 PARAPHRASES[qtype].format(**fill),
-                scene.answers[qtype],
+                own.get(qtype, scene.answers[qtype]),
             )
     if "order" in scene.answers:
         ca, sa, cb, sb = scene.answers["order_objects"]
@@ -352,12 +356,21 @@ def build_scenes(cfg: SynthConfig) -> tuple[list[Scene], list[Scene]]:
 
 
 def train_record(scene: Scene, rng: np.random.Generator) -> dict:
-    """LLaVA-format record: the scene's three questions in random order, 40% of the time after a caption turn."""
-    qa = list(questions_for(scene).values())
-    rng.shuffle(qa)
-    turns: list[tuple[str, str]] = [(q, a) for q, _, a in qa]
+    """LLaVA-format record in which no turn's answer is written in an earlier turn, so every answer needs the video.
+
+    Questions name the shape and colour of what they ask about ("What shape is the green object?", "Which direction
+    does the green cross move?"), so a naive multi-turn record would let the model copy later answers from earlier
+    questions instead of looking, and then fail on the single-question evaluation. The turns are therefore: one
+    static question first (shape 60%, colour 40%: shape is the harder one), then the scene's temporal question
+    (its answer is never in the static turn), then 40% of the time a caption (which may repeat what was asked).
+    In two-object scenes the static question is about either object, so it says nothing about which came first.
+    """
+    qa = questions_for(scene, subject=int(rng.integers(len(scene.objects))))
+    static = "shape" if rng.random() < 0.6 else "color"
+    temporal = next(t for t in TEMPORAL_TYPES if t in qa)
+    turns: list[tuple[str, str]] = [(qa[static][0], qa[static][2]), (qa[temporal][0], qa[temporal][2])]
     if rng.random() < 0.4:
-        turns.insert(0, (_pick(rng, CAPTION_QUESTIONS), scene.caption))
+        turns.append((_pick(rng, CAPTION_QUESTIONS), scene.caption))
     first_q = turns[0][0]
     turns[0] = ("<video>\n" + first_q if rng.random() < 0.5 else first_q + "\n<video>", turns[0][1])
     conversations = []
