@@ -65,3 +65,13 @@ def test_dotted_overrides_and_includes_compose():
     assert cfg.llm["num_hidden_layers"] == 2 and cfg.llm["hidden_size"] == 4096  # rest from the included base
     tiny = load_config(ModelConfig, CONFIGS / "model" / "tiny.yaml")
     assert tiny.video_tokenizer.image_size == 112 and tiny.video_tokenizer.chunk_size == 4
+
+
+def test_exponent_floats_without_a_dot_are_numbers():
+    """PyYAML reads ``3e-4`` as a string; a float field still takes it, and a real string is still refused."""
+    from videopanda.train.config import TrainConfig
+
+    cfg = load_config(TrainConfig, CONFIGS / "train" / "tiny_finetune.yaml", ["stage.lr_stab=3e-3", "stage.lr=2E-4"])
+    assert cfg.stage.lr_stab == pytest.approx(3e-3) and cfg.stage.lr == pytest.approx(2e-4)
+    with pytest.raises(ConfigError, match=r"stage\.lr_stab"):
+        load_config(TrainConfig, CONFIGS / "train" / "tiny_finetune.yaml", ["stage.lr_stab=fast"])

@@ -16,6 +16,7 @@ import argparse
 import csv
 import json
 import logging
+import os
 import sys
 import time
 from pathlib import Path
@@ -23,8 +24,14 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 CONFIGS = REPO / "configs"
 
-FULL = {"train_videos": 800, "eval_videos": 75, "prealign_steps": 40, "finetune_epochs": 4.0, "batch": 8}
-FAST = {"train_videos": 24, "eval_videos": 4, "prealign_steps": 2, "finetune_steps": 3, "batch": 4}
+# Data sizes of the full run; its schedule (steps, epochs, batch, learning rates) is the one in
+# configs/train/tiny_{prealign,finetune}.yaml. The fast run overrides the schedule too.
+FULL = {"train_videos": 3200, "eval_videos": 150}
+FAST = {"train_videos": 24, "eval_videos": 4}
+FAST_SCHEDULE = {
+    "prealign": ["optim.max_steps=2", "optim.batch_size=4"],
+    "finetune": ["optim.max_steps=3", "optim.batch_size=4"],
+}
 
 
 def _stage(config: str, overrides: list[str]):
@@ -42,12 +49,14 @@ def run(
     progress: bool = True,
     model_config: str | None = None,
     data: Path | None = None,
+    overrides: dict[str, list[str]] | None = None,
 ) -> dict:
     """Run the quickstart into ``out``; returns the results (also written to ``out/results.json``).
 
     Args:
         model_config: a model YAML instead of ``configs/model/tiny.yaml`` (e.g. an ablation).
         data: an existing synthetic set to reuse (default: ``out/data``, synthesised when missing).
+        overrides: extra dotted overrides per stage, ``{"prealign": [...], "finetune": [...]}`` (tuning).
     """
     from videopanda.data.synth import SynthConfig, generate
     from videopanda.eval.__main__ import main as eval_main
@@ -59,12 +68,19 @@ def run(
     t0 = time.time()
     data = data or out / "data"
     if not (data / "manifest.json").is_file():
-        generate(data, SynthConfig(seed=seed, train_videos=sizes["train_videos"], eval_videos=sizes["eval_videos"]))
+        workers = min(4, os.cpu_count() or 1)
+        generate(
+            data,
+            SynthConfig(
+                seed=seed, train_videos=sizes["train_videos"], eval_videos=sizes["eval_videos"], workers=workers
+            ),
+        )
     timings["data_s"] = time.time() - t0
 
+    extra = {stage: [*(FAST_SCHEDULE[stage] if fast else []), *(overrides or {}).get(stage, [])]
+             for stage in ("prealign", "finetune")}  # fmt: skip
     common = [
         f"data.root={data}",
-        f"optim.batch_size={sizes['batch']}",
         f"logging.progress={str(progress).lower()}",
         f"seed={seed}",
         "checkpoint.every_steps=0",
@@ -75,18 +91,13 @@ def run(
         model = [f"model.config={model_config}"] if model_config else []
         _stage(
             "tiny_prealign.yaml",
-            [
-                *common,
-                f"output_dir={prealign}",
-                f"model.tokenizer={data / 'tokenizer'}",
-                f"optim.max_steps={sizes['prealign_steps']}",
-                *model,
-            ],
+            [*common, f"output_dir={prealign}", f"model.tokenizer={data / 'tokenizer'}", *model, *extra["prealign"]],
         )
     finetune = out / "finetune"
     if not (finetune / "model.safetensors").is_file():
-        length = f"optim.max_steps={sizes['finetune_steps']}" if fast else f"optim.epochs={sizes['finetune_epochs']}"
-        _stage("tiny_finetune.yaml", [*common, f"output_dir={finetune}", f"model.init_from={prealign}", length])
+        _stage(
+            "tiny_finetune.yaml", [*common, f"output_dir={finetune}", f"model.init_from={prealign}", *extra["finetune"]]
+        )
     timings["train_s"] = time.time() - t1
 
     t2 = time.time()

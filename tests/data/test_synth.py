@@ -134,3 +134,18 @@ def test_no_training_answer_is_written_in_an_earlier_turn():
                 assert answer not in earlier, (scene.name, answer, earlier)
     assert firsts == {True, False}  # both colour and shape questions are asked first
     assert order_total > 150 and 0.35 < order_hits / order_total < 0.65  # no hint about which object came first
+
+
+def test_training_scene_weights_set_the_mix_and_leave_evaluation_balanced():
+    kinds = lambda scenes: [s.kind for s in scenes]  # noqa: E731
+    train, evals = build_scenes(SynthConfig(seed=1, train_videos=400, eval_videos=30, train_scene_weights=(0, 1, 0)))
+    assert set(kinds(train)) == {"order"} and kinds(evals).count("motion") == kinds(evals).count("flash") == 10
+    train, _ = build_scenes(SynthConfig(seed=1, train_videos=600, eval_videos=3))
+    share = kinds(train).count("motion") / len(train)
+    assert 0.27 < share < 0.40  # default weights (1, 1, 1)
+    train, _ = build_scenes(SynthConfig(seed=1, train_videos=600, eval_videos=3, train_scene_weights=(2, 1, 1)))
+    assert 0.44 < kinds(train).count("motion") / len(train) < 0.56
+    with pytest.raises(ValueError, match="train_scene_weights"):
+        SynthConfig(train_scene_weights=(1.0, 1.0))
+    with pytest.raises(ValueError, match="train_scene_weights"):
+        SynthConfig(train_scene_weights=(0.0, 0.0, 0.0))

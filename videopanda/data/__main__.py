@@ -11,6 +11,8 @@ import sys
 
 from videopanda.utils.logging import setup_logging
 
+from .synth import SynthConfig
+
 
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="videopanda data", description="Data tools for videopanda.")
@@ -18,8 +20,15 @@ def _parser() -> argparse.ArgumentParser:
     synth = sub.add_parser("synth", help="write the synthetic VideoQA set (videos, train/eval JSON, tokenizer)")
     synth.add_argument("--out", required=True, help="output folder")
     synth.add_argument("--seed", type=int, default=0, help="random seed (same seed, same files)")
-    synth.add_argument("--train-videos", type=int, default=800, help="training clips (default 800)")
-    synth.add_argument("--eval-videos", type=int, default=75, help="evaluation clips, 2 questions each (default 75)")
+    synth.add_argument(
+        "--train-videos", type=int, default=SynthConfig.train_videos, help="training clips (default %(default)s)"
+    )
+    synth.add_argument(
+        "--eval-videos",
+        type=int,
+        default=SynthConfig.eval_videos,
+        help="evaluation clips, 2 questions each (default %(default)s)",
+    )
     synth.add_argument("--frames", type=int, default=16, help="frames per clip, a multiple of 8 (default 16)")
     synth.add_argument("--fps", type=int, default=8, help="frame rate of the clips (default 8)")
     synth.add_argument("--vocab-size", type=int, default=1024, help="tokenizer vocabulary bound (default 1024)")
@@ -35,7 +44,7 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def _synth(args: argparse.Namespace) -> int:
-    from .synth import SynthConfig, generate
+    from .synth import generate
 
     cfg = SynthConfig(
         seed=args.seed,

@@ -87,22 +87,33 @@ CAPTION_QUESTIONS = ("Describe the video.", "What happens in the video?", "Give 
 
 @dataclass
 class SynthConfig:
-    """Sizes of the synthetic set (defaults: ~800 training clips, 75 evaluation clips = 150 questions)."""
+    """Sizes of the synthetic set (defaults: 3200 training clips, 150 evaluation clips = 300 questions)."""
 
     seed: int = 0
-    train_videos: int = 800
-    eval_videos: int = 75
+    train_videos: int = 3200
+    eval_videos: int = 150
     frames: int = 16  # frames per clip (a multiple of SLOTS)
     fps: int = 8
     crf: int = 20  # x264 quality (lower = better)
     vocab_size: int = 1024  # tokenizer vocabulary bound (the tiny model has 1024 embeddings)
     workers: int = 1  # processes encoding videos
+    # Relative frequency of the training scenes (motion, order, flash), as in SCENES (a data-mix ablation knob).
+    # Evaluation scenes stay balanced whatever this says.
+    train_scene_weights: tuple[float, float, float] = (1.0, 1.0, 1.0)
 
     def __post_init__(self) -> None:
         if self.frames % SLOTS or self.frames < SLOTS:
             raise ValueError(f"frames={self.frames} must be a positive multiple of {SLOTS}")
         if self.train_videos < 1 or self.eval_videos < 1:
             raise ValueError("train_videos and eval_videos must be >= 1")
+        if (
+            len(self.train_scene_weights) != len(SCENES)
+            or min(self.train_scene_weights) < 0
+            or not sum(self.train_scene_weights)
+        ):
+            raise ValueError(
+                f"train_scene_weights={self.train_scene_weights}: need {len(SCENES)} weights >= 0, not all 0"
+            )
 
 
 @dataclass
@@ -344,9 +355,10 @@ def _scene_rng(seed: int, split: str, i: int) -> np.random.Generator:
 def build_scenes(cfg: SynthConfig) -> tuple[list[Scene], list[Scene]]:
     """All training and evaluation scenes (no pixels yet)."""
     train = []
+    weights = np.asarray(cfg.train_scene_weights, dtype=np.float64)
     for i in range(cfg.train_videos):
         rng = _scene_rng(cfg.seed, "train", i)
-        train.append(make_scene(rng, f"train_{i:05d}", SCENES[int(rng.integers(len(SCENES)))]))
+        train.append(make_scene(rng, f"train_{i:05d}", SCENES[int(rng.choice(len(SCENES), p=weights / weights.sum()))]))
     evals = []
     for i in range(cfg.eval_videos):
         rng = _scene_rng(cfg.seed, "eval", i)
