@@ -149,3 +149,33 @@ def test_training_scene_weights_set_the_mix_and_leave_evaluation_balanced():
         SynthConfig(train_scene_weights=(1.0, 1.0))
     with pytest.raises(ValueError, match="train_scene_weights"):
         SynthConfig(train_scene_weights=(0.0, 0.0, 0.0))
+
+
+def test_evaluation_answers_are_not_tied_to_the_words_of_their_questions():
+    """Each question type is balanced, and knowing a colour or shape word of the question says little about the answer
+    (cycling every attribute with one counter once tied every "red ..." question to two of four directions)."""
+    from collections import Counter, defaultdict
+
+    from videopanda.data.synth import SHAPES, eval_files
+
+    _, scenes = build_scenes(SynthConfig(seed=2, train_videos=1, eval_videos=600))
+    files = eval_files(scenes)
+    answers = {a["question_id"]: a for a in files["test_a.json"]}
+    by_word, by_type = defaultdict(Counter), defaultdict(Counter)
+    for q in files["test_q.json"]:
+        a = answers[q["question_id"]]
+        by_type[a["type"]][a["answer"]] += 1
+        for word in q["question"].rstrip("?").lower().split():
+            if word in COLORS or word in SHAPES:
+                by_word[(a["type"], word)][a["answer"]] += 1
+    for qtype, counts in by_type.items():
+        if qtype == "order":  # balanced by which of the two named shapes is the answer (chance.json's majority)
+            continue
+        assert max(counts.values()) - min(counts.values()) <= 3, (qtype, counts)  # balanced (up to one per kind)
+    checked = 0
+    for (qtype, word), counts in by_word.items():
+        total = sum(counts.values())
+        if qtype != "order" and total >= 20:
+            assert max(counts.values()) / total < 0.5, (qtype, word, counts)
+            checked += 1
+    assert checked >= 20

@@ -29,7 +29,8 @@ count      How many times does the ... flash?       one two three               
 later) ask order, color, shape; *flash* scenes (a shape blinks 1-3 times) ask count, color, shape. The timing
 of appearances and flashes is laid out on 8 slots of ``frames // 8`` frames, so the 8 frames the reference rule
 picks (reference §6.4) always see it. The evaluation answers are balanced by construction (each type cycles
-through its answers), so the majority-answer rate equals the chance level.
+through its answers, independently of the words its question names), so the majority-answer rate equals the chance
+level.
 """
 
 from __future__ import annotations
@@ -184,15 +185,20 @@ def _flash_pattern(rng: np.random.Generator, count: int) -> list[bool]:
     return pattern
 
 
-def make_scene(rng: np.random.Generator, name: str, kind: str, balance: int | None = None) -> Scene:
-    """Draw one scene. ``balance`` (evaluation) cycles the answers deterministically instead of drawing them."""
-    aspect = _pick(rng, list(ASPECTS), None if balance is None else balance // 3)
+def make_scene(rng: np.random.Generator, name: str, kind: str, balance: dict[str, int] | None = None) -> Scene:
+    """Draw one scene.
+
+    ``balance`` (evaluation) replaces the random draws by given indices, ``{"aspect", "color", "shape",
+    "temporal"} -> int`` (each taken modulo its number of options), so that the set can be balanced.
+    """
+    pick = (lambda key: None) if balance is None else balance.get
+    aspect = _pick(rng, list(ASPECTS), pick("aspect"))
     w, h = ASPECTS[aspect]
     radius = 0.24 * min(w, h) * float(rng.uniform(0.9, 1.1))  # large: ~3 patches wide on the tiny 112 px canvas
     colors, shapes = list(COLORS), list(SHAPES)
     # Evaluation: scene b of a kind asks color (b even) or shape (b odd); both cycle through their answers.
-    color = _pick(rng, colors, None if balance is None else balance // 2)
-    shape = _pick(rng, shapes, None if balance is None else balance // 2)
+    color = _pick(rng, colors, pick("color"))
+    shape = _pick(rng, shapes, pick("shape"))
     margin = radius + 2
 
     def spot() -> tuple[float, float]:
@@ -202,7 +208,7 @@ def make_scene(rng: np.random.Generator, name: str, kind: str, balance: int | No
         return float(rng.uniform(lo, hi)) if hi > lo else (lo + hi) / 2
 
     if kind == "motion":
-        direction = _pick(rng, DIRECTIONS, balance)
+        direction = _pick(rng, DIRECTIONS, pick("temporal"))
         x, y = spot()
         lo_x, hi_x = margin, w - margin
         lo_y, hi_y = margin, h - margin
@@ -241,7 +247,7 @@ def make_scene(rng: np.random.Generator, name: str, kind: str, balance: int | No
         first = Obj(color, shape, radius, pa, pa, vis_first)
         second = Obj(color_b, shape_b, r2, pb, pb, vis_second)
         objects = [first, second]
-        mention_first = bool(rng.random() < 0.5) if balance is None else bool(balance % 2)
+        mention_first = bool(rng.random() < 0.5) if balance is None else bool(balance["temporal"] % 2)
         a_obj, b_obj = (first, second) if mention_first else (second, first)
         answers = {
             "order": color,
@@ -251,7 +257,7 @@ def make_scene(rng: np.random.Generator, name: str, kind: str, balance: int | No
         }
         caption = f"A {color} {shape} appears first, then a {color_b} {shape_b} appears."
     elif kind == "flash":
-        count = _pick(rng, [1, 2, 3], balance)
+        count = _pick(rng, [1, 2, 3], pick("temporal"))
         pos = spot()
         objects = [Obj(color, shape, radius, pos, pos, _flash_pattern(rng, count))]
         answers = {"count": COUNTS[count - 1], "color": color, "shape": shape}
@@ -360,11 +366,37 @@ def build_scenes(cfg: SynthConfig) -> tuple[list[Scene], list[Scene]]:
         rng = _scene_rng(cfg.seed, "train", i)
         train.append(make_scene(rng, f"train_{i:05d}", SCENES[int(rng.choice(len(SCENES), p=weights / weights.sum()))]))
     evals = []
-    for i in range(cfg.eval_videos):
-        rng = _scene_rng(cfg.seed, "eval", i)
-        # scenes in turn; answers cycle with the scene's running number (balanced evaluation)
-        evals.append(make_scene(rng, f"eval_{i:05d}", SCENES[i % 3], balance=i // 3))
+    for i, balance in enumerate(_eval_balance(cfg)):
+        evals.append(make_scene(_scene_rng(cfg.seed, "eval", i), f"eval_{i:05d}", SCENES[i % 3], balance))
     return train, evals
+
+
+def _eval_balance(cfg: SynthConfig) -> list[dict[str, int]]:
+    """Answer indices of the evaluation scenes: every answer equally often, and no answer tied to the question's words.
+
+    Scenes take the kinds in turn; scene ``b`` of a kind asks colour (``b`` even) or shape (``b`` odd). The asked
+    attribute cycles with ``b // 2``; the temporal answer and the aspect follow seeded permutations of ``b``, and the
+    attribute that is not asked is drawn at random. Cycling everything with ``b`` would tie answers to the colour
+    and shape words of the questions (every "red circle" moving left, say), which lets a model that has learned
+    nothing from the video score far from chance in either direction.
+    """
+    rng = np.random.default_rng([cfg.seed, 4])
+    per_kind = [len(range(k, cfg.eval_videos, len(SCENES))) for k in range(len(SCENES))]
+    temporal = [rng.permutation(n) for n in per_kind]
+    aspect = [rng.permutation(n) for n in per_kind]
+    out = []
+    for i in range(cfg.eval_videos):
+        kind, b = i % len(SCENES), i // len(SCENES)
+        asked, other = ("color", "shape") if b % 2 == 0 else ("shape", "color")
+        out.append(
+            {
+                "aspect": int(aspect[kind][b]),
+                asked: b // 2,
+                other: int(rng.integers(1 << 30)),
+                "temporal": int(temporal[kind][b]),
+            }
+        )
+    return out
 
 
 def train_record(scene: Scene, rng: np.random.Generator) -> dict:
