@@ -84,14 +84,13 @@ def main() -> int:
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args()
     from videopanda.config import load_config
-    from videopanda.model import ModelConfig, load_model
-    from videopanda.model.video_tokenizer import VideoTokenizer
+    from videopanda.model import ModelConfig, build_model, load_model
 
     torch.manual_seed(args.seed)
     if args.frozen and args.frozen != "random":
         stab = load_model(args.frozen).model.video_tokenizer
-    else:
-        stab = VideoTokenizer(load_config(ModelConfig, REPO / args.model_config).video_tokenizer)
+    else:  # built as in a fresh model, so the STAB gets the model's initialisation (zero-initialised branches)
+        stab = build_model(load_config(ModelConfig, REPO / args.model_config)).model.video_tokenizer
     if args.frozen:
         stab.requires_grad_(False).eval()
     cfg = stab.cfg
