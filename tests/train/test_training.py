@@ -125,7 +125,7 @@ def test_loss_falls_when_overfitting_one_batch(synth_dir):
     opt = torch.optim.AdamW([p for p in task.parameters() if p.requires_grad], lr=5e-3)
     task.train()
     losses = []
-    for _ in range(25):
+    for _ in range(40):
         loss = task(batch)["loss"]
         loss.backward()
         opt.step()
