@@ -24,10 +24,9 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 CONFIGS = REPO / "configs"
 
-# Data sizes of the full run; its schedule (steps, epochs, batch, learning rates) is the one in
-# configs/train/tiny_{prealign,finetune}.yaml. The fast run overrides the schedule too.
-FULL = {"train_videos": 3200, "eval_videos": 150}
-FAST = {"train_videos": 24, "eval_videos": 4}
+# The full run uses SynthConfig's default sizes and the schedule (steps, epochs, batch, learning rates) of
+# configs/train/tiny_{prealign,finetune}.yaml; the fast run shrinks both.
+FAST_SIZES = {"train_videos": 24, "eval_videos": 4}
 FAST_SCHEDULE = {
     "prealign": ["optim.max_steps=2", "optim.batch_size=4"],
     "finetune": ["optim.max_steps=3", "optim.batch_size=4"],
@@ -62,19 +61,13 @@ def run(
     from videopanda.eval.__main__ import main as eval_main
     from videopanda.eval.aggregate import accuracy_by_field
 
-    sizes = FAST if fast else FULL
     out.mkdir(parents=True, exist_ok=True)
     timings = {}
     t0 = time.time()
     data = data or out / "data"
     if not (data / "manifest.json").is_file():
         workers = min(4, os.cpu_count() or 1)
-        generate(
-            data,
-            SynthConfig(
-                seed=seed, train_videos=sizes["train_videos"], eval_videos=sizes["eval_videos"], workers=workers
-            ),
-        )
+        generate(data, SynthConfig(seed=seed, workers=workers, **(FAST_SIZES if fast else {})))
     timings["data_s"] = time.time() - t0
 
     extra = {stage: [*(FAST_SCHEDULE[stage] if fast else []), *(overrides or {}).get(stage, [])]

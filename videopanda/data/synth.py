@@ -196,7 +196,6 @@ def make_scene(rng: np.random.Generator, name: str, kind: str, balance: dict[str
     w, h = ASPECTS[aspect]
     radius = 0.24 * min(w, h) * float(rng.uniform(0.9, 1.1))  # large: ~3 patches wide on the tiny 112 px canvas
     colors, shapes = list(COLORS), list(SHAPES)
-    # Evaluation: scene b of a kind asks color (b even) or shape (b odd); both cycle through their answers.
     color = _pick(rng, colors, pick("color"))
     shape = _pick(rng, shapes, pick("shape"))
     margin = radius + 2
@@ -274,14 +273,13 @@ def questions_for(scene: Scene, subject: int = 0) -> dict[str, tuple[str, str, s
     """
     out = {}
     obj = scene.objects[subject]
-    fill = {"color": obj.color, "shape": obj.shape}
-    own = {"color": obj.color, "shape": obj.shape}
+    fill = {"color": obj.color, "shape": obj.shape}  # the words of the questions, and the static answers
     for qtype in ("color", "shape", "direction", "count"):
         if qtype in scene.answers:
             out[qtype] = (
                 QUESTIONS[qtype].format(**fill),
                 PARAPHRASES[qtype].format(**fill),
-                own.get(qtype, scene.answers[qtype]),
+                fill.get(qtype, scene.answers[qtype]),
             )
     if "order" in scene.answers:
         ca, sa, cb, sb = scene.answers["order_objects"]
