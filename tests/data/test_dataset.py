@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import logging
 
 import pytest
@@ -50,8 +51,6 @@ def sources(tmp_path):
         ],
     )
     ijsonl = tmp_path / "images.jsonl"
-    import json
-
     ijsonl.write_text(json.dumps(image_record("pic", "pic.png")) + "\n" + json.dumps(text_record("txt")) + "\n")
     return {"videos": (vjson, videos), "images": (ijsonl, images), "root": tmp_path}
 
@@ -76,7 +75,8 @@ def test_mixed_sources_give_model_ready_items(sources, bpe_tokenizer):
     assert (tall["input_ids"] == VIDEO_TOKEN_ID).sum() == 8 * (1 + 4 * 3)  # portrait 1:2 -> 4 rows of 2 tokens
     # a 3-frame video padded with 5 zero frames of the 4x4-patch fallback block (1 + 2 * 3 = 7 tokens)
     assert (short["input_ids"] == VIDEO_TOKEN_ID).sum() == 3 * 21 + 5 * 7
-    assert short["pixel_values"][3:].abs().sum() == 0
+    assert short["pixel_values"][3:].abs().sum() == 0 and short["teacher_pixel_values"][3:].abs().sum() == 0
+    assert short["teacher_pixel_values"][:3, 3].any(dim=(1, 2)).all()  # real teacher frames carry a mask
     assert (pic["input_ids"] == IMAGE_TOKEN_ID).sum() == 1 + 3 * 5  # 30x40 image: 3 token rows of 4
     assert wide["labels"][wide["input_ids"] < 0].eq(IGNORE_INDEX).all()
 
@@ -216,3 +216,75 @@ def test_dataloader_with_workers_and_the_grouped_sampler(sources, bpe_tokenizer)
     loader = DataLoader(ds, batch_size=2, sampler=sampler, num_workers=2, collate_fn=DataCollator(0))
     seen = [i for batch in loader for i in batch["ids"]]
     assert sorted(seen) == sorted(["wide", "tall", "short", "pic", "txt"])
+
+
+def _bad_media(videos, images) -> dict[str, tuple[str, str]]:
+    """Bad media files written into the sources' folders: record id -> (media file, reason in the message)."""
+    import numpy as np
+
+    (videos / "empty.mp4").write_bytes(b"")
+    noise = np.random.default_rng(0).integers(0, 256, (48, 96, 128, 3), dtype=np.uint8)  # big frames
+    data = write_video(videos / "full.mp4", noise, faststart=True).read_bytes()  # index first
+    (videos / "truncated.mp4").write_bytes(data[: len(data) // 2])  # the later frames are missing
+    (images / "text.png").write_text("not an image")
+    write_image(images / "full.png", 64, 64)
+    data = (images / "full.png").read_bytes()
+    (images / "cut.png").write_bytes(data[: len(data) // 2])
+    return {
+        "empty": ("empty.mp4", "file is empty"),
+        "truncated": ("truncated.mp4", "truncated or corrupt"),
+        "corrupt": ("corrupt.mp4", "not a readable video"),
+        "gone": ("gone.mp4", "file not found"),  # with check_media off, found only when loading
+        "text_image": ("text.png", "not an image file"),
+        "cut_image": ("cut.png", "truncated or corrupt"),
+    }
+
+
+@pytest.mark.parametrize("rid", ["empty", "truncated", "corrupt", "gone", "text_image", "cut_image"])
+def test_every_bad_medium_names_the_annotation_file_the_record_and_the_medium(sources, bpe_tokenizer, caplog, rid):
+    (vpath, videos), (ipath, images) = sources["videos"], sources["images"]
+    media, reason = _bad_media(videos, images)[rid]
+    image = rid.endswith("_image")
+    ann, root = (ipath, images) if image else (vpath, videos)
+    good = image_record("ok", "pic.png") if image else video_record("ok", "wide.mp4")
+    bad = image_record(rid, media) if image else video_record(rid, media)
+    if image:  # the images' annotation file is JSONL: its records are named by line
+        ann.write_text(json.dumps(good) + "\n" + json.dumps(bad) + "\n")
+        where = f"line 2 (id '{rid}')"
+    else:
+        write_json(ann, [good, bad])
+        where = f"record 1 (id '{rid}')"
+    ds = VideoPandaDataset(_cfg(sources, check_media=False), bpe_tokenizer, STAB)
+    index = next(i for i, r in enumerate(ds.records) if r.id == rid)
+    with pytest.raises(SampleError) as info:
+        ds[index]
+    message = str(info.value)
+    assert str(ann) in message and where in message
+    assert str(root / media) in message and reason in message, message
+    skip = VideoPandaDataset(_cfg(sources, check_media=False, on_bad_sample="skip"), bpe_tokenizer, STAB)
+    assert len(skip) == len(ds)  # the epoch size does not change
+    with caplog.at_level(logging.WARNING, logger="videopanda.data"):
+        item = skip[index]
+    assert item["id"] == "ok" and item["skipped"] == [rid] and skip.skipped == 1
+    assert f"skipping {ann}: {where}" in caplog.text and reason in caplog.text
+
+
+def test_frame_count_and_decoder_come_from_the_config_never_the_environment(sources, bpe_tokenizer, monkeypatch):
+    import videopanda.data.dataset as dataset_module
+
+    monkeypatch.setenv("NUM_FRAMES", "16")  # the reference read the frame count from this variable
+    calls = []
+    real = dataset_module.read_video
+
+    def spy(path, num_frames, **kwargs):
+        calls.append((num_frames, kwargs["decoder"]))
+        return real(path, num_frames, **kwargs)
+
+    monkeypatch.setattr(dataset_module, "read_video", spy)
+    eight = VideoPandaDataset(_cfg(sources, decoder="pyav"), bpe_tokenizer, STAB)[0]
+    assert eight["pixel_values"].shape[0] == 8 and calls == [(8, "pyav")]
+    cfg = _cfg(sources)
+    cfg.num_frames = 4  # one chunk of the tiny STAB
+    four = VideoPandaDataset(cfg, bpe_tokenizer, STAB)[0]
+    assert four["pixel_values"].shape[0] == 4 and calls[-1] == (4, "auto")
+    assert (four["input_ids"] == VIDEO_TOKEN_ID).sum() == 4 * 11

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import random
+
 import numpy as np
 import pytest
+import torch
 
 from videopanda.data.sampler import ModalityLengthGroupedSampler
 
@@ -18,13 +21,21 @@ def _lengths(n=103, seed=0):
 def test_every_rank_computes_the_same_global_order_and_gets_a_disjoint_shard():
     lengths = _lengths()
     world = 4
-    samplers = [ModalityLengthGroupedSampler(lengths, 3, world, r, seed=5) for r in range(world)]
-    orders = [s.megabatches(epoch=2) for s in samplers]
+    samplers, orders, shards = [], [], []
+    numpy_state, python_state = np.random.get_state(), random.getstate()
+    with torch.random.fork_rng():
+        for r in range(world):  # each simulated rank with different global RNG states: they must not matter
+            torch.manual_seed(1000 + r)
+            np.random.seed(1000 + r)
+            random.seed(1000 + r)
+            sampler = ModalityLengthGroupedSampler(lengths, 3, world, r, seed=5)
+            orders.append(sampler.megabatches(epoch=2))
+            sampler.set_epoch(2)
+            shards.append(list(sampler))
+            samplers.append(sampler)
+    np.random.set_state(numpy_state)
+    random.setstate(python_state)
     assert all(order == orders[0] for order in orders)  # simulated ranks agree on the global order
-    shards = []
-    for sampler in samplers:
-        sampler.set_epoch(2)
-        shards.append(list(sampler))
     assert len({len(shard) for shard in shards}) == 1 and len(shards[0]) == len(samplers[0]) == 26
     flat = [i for shard in shards for i in shard]
     assert set(flat) == set(range(103))  # nothing dropped (the reference dropped partial megabatches)

@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from videopanda.data import video_io
 from videopanda.data.video_io import ImageReadError, VideoReadError, read_image, read_video, sample_frame_indices
 
 from .media import frame_ids, indexed_frames, write_video
@@ -36,6 +37,34 @@ def test_every_container_decodes_the_selected_frames(tmp_path, ext, decoder):
     assert video.decoder == decoder and video.total_frames == 16 and video.fps == pytest.approx(8.0, rel=0.05)
     assert video.frames.dtype.is_floating_point is False and tuple(video.frames.shape) == (8, 48, 64, 3)
     assert frame_ids(video.frames) == [0, 2, 4, 6, 8, 10, 12, 14] == video.indices.tolist()
+
+
+def test_auto_prefers_decord_uses_pyav_without_it_and_the_choice_can_be_overridden(tmp_path, monkeypatch):
+    path = write_video(tmp_path / "clip.mp4", indexed_frames(16), fps=8)
+    assert video_io.available_decoders() == ["decord", "pyav"]  # the test environment has both
+    assert read_video(path, 8).decoder == "decord"
+    assert read_video(path, 8, decoder="pyav").decoder == "pyav"
+    monkeypatch.setattr(video_io, "available_decoders", lambda: ["pyav"])  # decord not installed
+    video = read_video(path, 8)
+    assert video.decoder == "pyav" and frame_ids(video.frames) == [0, 2, 4, 6, 8, 10, 12, 14]
+    with pytest.raises(VideoReadError, match=r"clip\.mp4.*decoder 'decord' is not installed"):
+        read_video(path, 8, decoder="decord")
+    monkeypatch.setattr(video_io, "available_decoders", lambda: [])
+    with pytest.raises(VideoReadError, match="no video decoder installed"):
+        read_video(path, 8)
+
+
+def test_auto_retries_a_file_decord_fails_on_with_pyav(tmp_path, monkeypatch):
+    path = write_video(tmp_path / "clip.mp4", indexed_frames(16), fps=8)
+
+    def decord_fails(p, *args):
+        raise VideoReadError(p, "decord says no")
+
+    monkeypatch.setitem(video_io._BACKENDS, "decord", decord_fails)
+    video = read_video(path, 8)
+    assert video.decoder == "pyav" and frame_ids(video.frames) == [0, 2, 4, 6, 8, 10, 12, 14]
+    with pytest.raises(VideoReadError, match="decord says no"):  # an explicit choice is not second-guessed
+        read_video(path, 8, decoder="decord")
 
 
 def test_gif_goes_to_pyav_under_auto_and_decord_refuses_it_clearly(tmp_path):

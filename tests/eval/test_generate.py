@@ -1,4 +1,5 @@
-"""Inference with a tiny saved model on CPU: batched left-padded generation, error rows, kill/resume, shard/merge."""
+"""Inference with a tiny saved model on CPU: batched left-padded generation, error rows, kill/resume, shard/merge,
+and the scripts/eval launchers end to end (one process per visible GPU, merge, judge, tables)."""
 
 from __future__ import annotations
 
@@ -11,8 +12,9 @@ import time
 
 import pytest
 
-from tests.eval.assets import write_qa_set, write_tiny_model
-from tests.eval.conftest import REPO, read_rows
+from tests.data.media import indexed_frames, write_video
+from tests.eval.assets import write_mp4, write_qa_set, write_tiny_model
+from tests.eval.conftest import REPO, read_rows, write_profile
 from videopanda.cli import main as cli_main
 from videopanda.eval.__main__ import main
 
@@ -138,3 +140,87 @@ def test_the_synthetic_set_end_to_end_with_the_offline_judge(tmp_path, monkeypat
     result = json.loads((tmp_path / "results" / "results.json").read_text())["results"][0]
     assert result["task"] == "synthetic_qa" and result["judge_model"] == "exact-match"
     assert result["records"] == result["judged"] == len(questions)
+
+
+def test_eval_scripts_shard_over_gpus_merge_and_judge_tgif_gif_and_mp4(assets, tmp_path):
+    """run_qa_tgif.sh: one generate process per visible GPU (here two CPU processes), then merge; GIF clips decode;
+    the merged file equals a one-process run; eval_qa_tgif.sh judges it (offline exact judge) and writes the tables."""
+    data = tmp_path / "data"
+    write_qa_set(data, 6, "TGIF_Zero_Shot_QA", video_sub="mp4")  # q0..q5 on clip0..clip2
+    clips = data / "TGIF_Zero_Shot_QA" / "mp4"
+    (clips / "clip1.mp4").unlink()
+    write_video(clips / "clip1.gif", indexed_frames(12), fps=8)  # TGIF's original GIFs (q2, q3)
+    model = str(assets["model"])
+    opts = ["--max-new-tokens", "6", "--batch-size", "2"]
+    env = {k: v for k, v in os.environ.items() if k != "OPENAI_API_KEY"} | {"CUDA_VISIBLE_DEVICES": "0,1"}
+    env["PATH"] = f"{os.path.dirname(sys.executable)}{os.pathsep}{env.get('PATH', '')}"  # `videopanda` without .venv
+    out = tmp_path / "tgif"
+    scripts = REPO / "scripts" / "eval"
+    proc = subprocess.run(["bash", str(scripts / "run_qa_tgif.sh"), model, str(data), str(out), *opts], env=env,
+                          capture_output=True, text=True, timeout=300)  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    assert "2 shards on GPUs 0 1" in proc.stdout and "merged 6 of 6 records (0 errors, 0 missing)" in proc.stdout
+    assert json.loads((out / "run.json").read_text())["num_shards"] == 2
+    for k in (0, 1):
+        assert (out / f"predictions.shard-00{k}-of-002.jsonl").is_file()
+        assert f"shard {k}/2" in (out / "logs" / f"shard{k}.log").read_text()
+    merged = read_rows(out / "predictions.jsonl")
+    assert [r["id"] for r in merged] == [f"q{i}" for i in range(6)]
+    assert not any(r["error"] for r in merged) and all(isinstance(r["pred"], str) for r in merged)
+
+    one = tmp_path / "one"
+    assert main(["generate", "--model", model, "--task", "tgif_qa", "--data-root", str(data), "--out", str(one),
+                 "--no-progress", *opts]) == 0  # fmt: skip
+    assert [r["pred"] for r in read_rows(one / "predictions.jsonl")] == [r["pred"] for r in merged]
+
+    proc = subprocess.run(["bash", str(scripts / "eval_qa_tgif.sh"), str(out), "exact"], env=env,
+                          capture_output=True, text=True, timeout=120)  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    judged = read_rows(out / "judge-exact" / "judgments.jsonl")
+    assert sorted(r["id"] for r in judged) == [f"q{i}" for i in range(6)]
+    result = json.loads((out / "results" / "results.json").read_text())["results"]
+    assert [(r["task"], r["records"], r["judged"], r["judge_model"]) for r in result] == [("tgif_qa", 6, 6,
+                                                                                           "exact-match")]  # fmt: skip
+    assert (out / "results" / "results.md").is_file() and (out / "results" / "results.csv").is_file()
+
+
+def test_video_chatgpt_benchmark_scripts_generate_three_tasks_and_judge_five_dimensions(assets, tmp_path, judge_server):
+    """run_vcg.sh -> OUT/vcg_{generic,temporal,consistency}; eval_vcg.sh judges them on the loopback server and
+    aggregates the five dimensions and their average."""
+    bench = tmp_path / "data" / "Video_5_Benchmark"
+    for k in range(2):
+        write_mp4(bench / "Test_Videos" / f"v_{k}.mp4", seed=k)
+    qa = [{"video_name": f"v_{k}", "Q": f"what happens in clip {k}?", "A": "a dog runs"} for k in range(2)]
+    pairs = [{"video_name": "v_1", "Q1": "what runs?", "Q2": "which animal is running?", "A": "a dog"}]
+    (bench / "Benchmarking_QA").mkdir()
+    for name, items in (("generic", qa), ("temporal", qa[:1]), ("consistency", pairs)):
+        (bench / "Benchmarking_QA" / f"{name}_qa.json").write_text(json.dumps(items))
+    env = {k: v for k, v in os.environ.items() if k != "OPENAI_API_KEY"} | {"CUDA_VISIBLE_DEVICES": "0"}
+    env["PATH"] = f"{os.path.dirname(sys.executable)}{os.pathsep}{env.get('PATH', '')}"
+    out = tmp_path / "vcg"
+    scripts = REPO / "scripts" / "eval"
+    proc = subprocess.run(["bash", str(scripts / "run_vcg.sh"), str(assets["model"]), str(tmp_path / "data"), str(out),
+                           "--max-new-tokens", "4"], env=env, capture_output=True, text=True, timeout=300)  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    counts = {
+        t: len(read_rows(out / t / "predictions.jsonl")) for t in ("vcg_generic", "vcg_temporal", "vcg_consistency")
+    }
+    assert counts == {"vcg_generic": 2, "vcg_temporal": 1, "vcg_consistency": 1}
+    profile = write_profile(tmp_path / "judge.yaml", judge_server.base_url, requires_api_key=False)
+    proc = subprocess.run(["bash", str(scripts / "eval_vcg.sh"), str(out), str(profile)], env=env,
+                          capture_output=True, text=True, timeout=120)  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    assert len(judge_server.requests) == 2 * 3 + 1 + 1  # generic: three dimensions per record
+    consistency = [r for r in judge_server.requests if "Question 2: which animal is running?" in r.user_text]
+    assert len(consistency) == 1 and "Question 1: what runs?" in consistency[0].user_text
+    results = json.loads((out / "results" / "results.json").read_text())
+    assert sorted(e["dimension"] for e in results["results"]) == sorted(
+        ["correctness", "detail", "context", "temporal", "consistency"]
+    )
+    (average,) = results["vcg_average"]
+    assert average["judge_profile"] == "loopback-test" and average["average"] == 3.0  # the server scores 3
+
+
+@pytest.mark.parametrize("name", sorted(p.name for p in (REPO / "scripts" / "eval").glob("*.sh")))
+def test_eval_scripts_parse(name):
+    assert subprocess.run(["bash", "-n", str(REPO / "scripts" / "eval" / name)]).returncode == 0

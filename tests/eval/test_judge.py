@@ -310,3 +310,25 @@ def test_a_user_template_replaces_the_builtin_one(tmp_path, judge_server, api_ke
     row = read_rows(tmp_path / "judged" / "judgments.jsonl")[0]
     assert row["prompt"] == "my_qa@v3" and row["score"] == 2.0
     assert judge_server.requests[0].user_text.startswith("Q=question number 0? A=red P=RED.")
+
+
+def test_base_url_flag_and_an_explicit_model_on_any_compatible_endpoint(tmp_path, judge_server, monkeypatch, capfd):
+    monkeypatch.delenv("OPENAI_API_KEY", raising=False)
+    write_jsonl(tmp_path / "predictions.jsonl", qa_predictions(3, wrong=(2,)))
+    # --base-url replaces the profile's endpoint (nothing listens on port 9).
+    profile = write_profile(tmp_path / "judge.yaml", "http://127.0.0.1:9/v1", requires_api_key=False)
+    assert _judge(tmp_path, profile, "predictions.jsonl", "--base-url", judge_server.base_url) == 0
+    rows = read_rows(tmp_path / "judged" / "judgments.jsonl")
+    assert {r["judge_base_url"] for r in rows} == {judge_server.base_url} and len(judge_server.requests) == 3
+    # No profile: an explicit model and its exact revision on a local server (no key needed there).
+    args = ["judge", "--predictions", str(tmp_path / "predictions.jsonl"), "--task", "msvd_qa", "--judge-model",
+            "Qwen/Qwen2.5-7B-Instruct", "--base-url", judge_server.base_url, "--no-progress"]  # fmt: skip
+    assert main(args) == 2  # an open model without its revision says nothing about which judge it was
+    assert "model_revision is required" in capfd.readouterr().err
+    assert main([*args, "--judge-revision", "a09a35458c70"]) == 0
+    rows = read_rows(tmp_path / "judge-cli-Qwen_Qwen2.5-7B-Instruct" / "judgments.jsonl")
+    assert {(r["judge_model"], r["judge_model_revision"], r["temperature"]) for r in rows} == {
+        ("Qwen/Qwen2.5-7B-Instruct", "a09a35458c70", 0.0)
+    }
+    assert sorted((r["id"], r["pred"]) for r in rows) == [("q0", "yes"), ("q1", "yes"), ("q2", "no")]
+    assert {r.body["model"] for r in judge_server.requests[3:]} == {"Qwen/Qwen2.5-7B-Instruct"}

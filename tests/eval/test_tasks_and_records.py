@@ -67,6 +67,59 @@ def test_missing_layout_lists_every_path_tried(tmp_path):
         get_task("msvd")
 
 
+# Each task in the layout docs/eval.md documents (DATA_ROOT/eval/..., as Video-LLaVA ships the sets; the synthetic
+# set as `videopanda data synth` writes it): (task folder, its video file, that video's name in the question file).
+ZS = "eval/GPT_Zero_Shot_QA"
+VCG = "eval/Video_5_Benchmark"
+LAYOUTS = {
+    "msvd_qa": (f"{ZS}/MSVD_Zero_Shot_QA", "videos/-4wsuPCjDBc_5_15.avi", "-4wsuPCjDBc_5_15"),
+    "msrvtt_qa": (f"{ZS}/MSRVTT_Zero_Shot_QA", "videos/all/video7010.mp4", "video7010"),
+    "tgif_qa": (f"{ZS}/TGIF_Zero_Shot_QA", "mp4/tumblr_nk172bbdPI1u1lr18o1_250.gif", "tumblr_nk172bbdPI1u1lr18o1_250"),
+    "activitynet_qa": (f"{ZS}/Activitynet_Zero_Shot_QA", "all_test/v_fhhBvm7P1nU.mp4", "fhhBvm7P1nU"),
+    "vcg_generic": (VCG, "Test_Videos/v_1QIUV7WYKXg.mkv", "v_1QIUV7WYKXg"),
+    "vcg_temporal": (VCG, "Test_Videos/v_1QIUV7WYKXg.mp4", "v_1QIUV7WYKXg"),
+    "vcg_consistency": (VCG, "Test_Videos/v_1QIUV7WYKXg.mp4", "v_1QIUV7WYKXg"),
+    "synthetic_qa": ("", "videos/eval_00000.mp4", "eval_00000"),
+}
+QUESTION_FILES = {
+    "vcg_generic": "Benchmarking_QA/generic_qa.json",
+    "vcg_temporal": "Benchmarking_QA/temporal_qa.json",
+    "vcg_consistency": "Benchmarking_QA/consistency_qa.json",
+    "synthetic_qa": "eval/test_q.json",
+}
+
+
+def test_the_layout_table_covers_every_task():
+    assert set(LAYOUTS) == set(TASKS)
+
+
+@pytest.mark.parametrize("name", list(LAYOUTS))
+def test_every_task_reads_its_documented_layout_and_finds_its_videos(tmp_path, name):
+    spec = get_task(name)
+    folder, video, video_name = LAYOUTS[name]
+    root = tmp_path / "data"
+    task_dir = root / folder
+    questions = task_dir / QUESTION_FILES.get(name, "test_q.json")
+    answers = task_dir / ("eval/test_a.json" if name == "synthetic_qa" else "test_a.json")
+    for path in (questions, task_dir / video):
+        path.parent.mkdir(parents=True, exist_ok=True)
+    (task_dir / video).write_bytes(b"\0")
+    if spec.kind == "qa":
+        questions.write_text(json.dumps([{"video_name": video_name, "question_id": 7, "question": "why?"}]))
+        answers.write_text(json.dumps([{"answer": "because", "question_id": 7, "type": "why"}]))
+    elif spec.kind == "vcg":
+        questions.write_text(json.dumps([{"video_name": video_name, "Q": "why?", "A": "because"}]))
+    else:
+        questions.write_text(json.dumps([{"video_name": video_name, "Q1": "why?", "Q2": "how so?", "A": "because"}]))
+    data = load_task(spec, root)
+    assert data.questions_file == questions
+    assert data.answers_file == (answers if spec.kind == "qa" else None)
+    assert data.video_dir == (task_dir / video).parent
+    (record,) = data.records
+    assert record.id == ("7" if spec.kind == "qa" else f"{video_name}_0") and record.answer == "because"
+    assert find_video(spec, data.video_dir, record.video_name) == task_dir / video
+
+
 def test_video_naming_activitynet_prefix_tgif_gif_and_extensions(tmp_path):
     anet = get_task("activitynet_qa")
     (tmp_path / "v_abc.mp4").touch()

@@ -64,7 +64,9 @@ def reference_stab_forward(stab, frames: torch.Tensor) -> list[torch.Tensor]:
     """
     cfg = stab.cfg
     heads, p = cfg.num_heads, cfg.patch_size
-    scale = cfg.attention_scale
+    # EVE's local/global attention scale the logits by width^-0.5, not head_dim^-0.5 (reference §1.2);
+    # attn_scale: head_dim is the opt-in alternative.
+    scale = cfg.width**-0.5 if cfg.attn_scale == "width" else (cfg.width // heads) ** -0.5
     b_, f_ = frames.shape[:2]
     t_ = cfg.chunk_size if f_ > 1 else 1
     outputs = []

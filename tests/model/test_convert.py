@@ -264,15 +264,22 @@ def test_official_checkpoint_with_only_alias_spellings_loads_from_the_aliases(so
     )
 
 
-def test_eve_sharded_safetensors_keeps_new_modules_fresh(source_model, tmp_path):
+@pytest.mark.parametrize("storage", ["safetensors", "bin"])
+def test_eve_sharded_checkpoint_keeps_new_modules_fresh(source_model, tmp_path, storage):
+    """EVE-7B-Pretrain ships as two pytorch_model-0000N-of-00002.bin shards; safetensors shards work the same."""
     ref, head = _eve(source_model)
     keys = sorted(ref)
     weight_map = {}
     for i, part in enumerate((keys[: len(keys) // 2], keys[len(keys) // 2 :])):
-        name = f"model-0000{i + 1}-of-00002.safetensors"
-        save_file({k: ref[k] for k in part}, str(tmp_path / name))
+        if storage == "bin":
+            name = f"pytorch_model-0000{i + 1}-of-00002.bin"
+            torch.save({k: ref[k] for k in part}, tmp_path / name)
+        else:
+            name = f"model-0000{i + 1}-of-00002.safetensors"
+            save_file({k: ref[k] for k in part}, str(tmp_path / name))
         weight_map |= dict.fromkeys(part, name)
-    (tmp_path / "model.safetensors.index.json").write_text(json.dumps({"weight_map": weight_map}))
+    index = "pytorch_model.bin.index.json" if storage == "bin" else "model.safetensors.index.json"
+    (tmp_path / index).write_text(json.dumps({"weight_map": weight_map}))
     model, report = convert_checkpoint(tmp_path, "eve", tiny_model_config())
 
     fresh_prefixes = tuple(f"model.video_tokenizer.{m}." for m in ("lste", "gstra", "fusion"))

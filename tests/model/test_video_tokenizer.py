@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+from pathlib import Path
 
 import pytest
 import torch
@@ -10,9 +11,12 @@ import torch
 from tests.conftest import tiny_model_config
 from tests.model.frames import letterboxed
 from tests.model.reference_stab import reference_stab_forward
-from videopanda.model import VideoTokenizerConfig, build_model
+from videopanda.config import load_config
+from videopanda.model import ModelConfig, VideoTokenizerConfig, build_model
 from videopanda.model.geometry import frame_token_counts
 from videopanda.model.video_tokenizer import VideoTokenizer
+
+CONFIGS = Path(__file__).resolve().parents[2] / "configs"
 
 
 def _stab(**changes) -> VideoTokenizer:
@@ -71,6 +75,17 @@ def test_batched_equals_literal_per_frame_reference(box, padded_from):
     assert len(got) == len(ref) == 16
     for i, (a, b) in enumerate(zip(got, ref, strict=True)):
         torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-4, msg=f"frame {i}")
+
+
+def test_paper_size_stab_uses_the_reference_attention_scales_and_dropouts():
+    """LSD and FSRA scale by 1024^-0.5 (full width, reference §1.2); dropouts 0.5 in the GSTRA MLP and fusion proj."""
+    cfg = load_config(ModelConfig, CONFIGS / "model" / "videopanda-7b.yaml").video_tokenizer
+    with torch.device("meta"):
+        stab = VideoTokenizer(cfg)
+    assert stab.lsd.pool.scale == stab.fsra.pool.scale == 1024**-0.5
+    assert stab.lsd.pool.num_heads == stab.fsra.pool.num_heads == stab.gstra.num_heads == 8
+    assert stab.gstra.mlp.dropout.p == 0.5 and stab.fusion.proj[1].p == 0.5
+    assert stab.cfg.padded_crop == 16  # a fully padded frame keeps the top-left 16x16 patch block (reference §1.4)
 
 
 def test_batch_mixing_aspect_ratios_keeps_sample_and_frame_order():
@@ -192,6 +207,32 @@ def test_ablation_no_row_tokens_drops_exactly_the_split_tokens():
         torch.testing.assert_close(fb[keep], fa)
 
 
+def test_ablation_no_dpe_removes_exactly_the_dpe_term():
+    """dpe: false equals the full STAB with a DPE that outputs zero: nothing else in LSTE changes."""
+    base = _stab()
+    ablated = VideoTokenizer(dataclasses.replace(base.cfg, dpe=False)).eval()
+    missing, unexpected = ablated.load_state_dict(base.state_dict(), strict=False)
+    assert not missing and sorted(unexpected) == ["lste.dpe.bias", "lste.dpe.weight"]
+    with torch.no_grad():
+        full = base(VIDEO).tokens
+        base.lste.dpe.weight.zero_()
+        base.lste.dpe.bias.zero_()
+        torch.testing.assert_close(ablated(VIDEO).tokens, base(VIDEO).tokens)
+        assert not torch.allclose(ablated(VIDEO).tokens, full)
+
+
+def test_ablation_no_lste_leaves_grid_tokens_purely_per_frame():
+    """Without LSTE nothing mixes frames before LSD: a video's grid tokens equal those of its frames run one by
+    one as images; the context tokens still fuse the chunk's GSTRA token. With LSTE, grid tokens see neighbours."""
+    per_frame = VIDEO.flatten(0, 1)[:, None]  # (16, 1, 4, H, W): every frame as its own image
+    for lste, grids_match in ((False, True), (True, False)):
+        stab = _stab(lste=lste)
+        with torch.no_grad():
+            (ctx_v, grid_v), (ctx_i, grid_i) = _context_and_grid(stab(VIDEO)), _context_and_grid(stab(per_frame))
+        assert torch.allclose(grid_v, grid_i, rtol=1e-4, atol=1e-5) == grids_match
+        assert not torch.allclose(ctx_v, ctx_i)
+
+
 @pytest.mark.parametrize("switch", ["lste", "dpe"])
 def test_ablation_lste_and_dpe_change_video_tokens_but_not_images(switch):
     base, abl, unexpected = _ablation_outputs({}, {switch: False}, VIDEO)
@@ -217,17 +258,26 @@ def test_gstra_padding_mask_option_ignores_padding_content():
 
 
 def test_gradients_reach_every_trainable_parameter():
-    model = build_model(tiny_model_config())
-    model.train()
-    stab = model.model.video_tokenizer
+    """The LM loss of a mixed batch (videos with letterbox and padded frames, images, text) reaches every weight."""
+    model = build_model(tiny_model_config()).train()
     with torch.no_grad():  # move off the zero init so every path carries signal
-        for p in stab.parameters():
+        for p in model.model.video_tokenizer.parameters():
             p.add_(torch.randn_like(p) * 0.05)
     videos = letterboxed(2, 8, 32, (8, 24, 0, 32), padded_from=6)
-    images = letterboxed(2, 1, 32)
-    loss = model.model.encode_visual(videos)[0].square().mean() + model.model.encode_visual(images)[0].square().mean()
+    images = letterboxed(2, 1, 32, (0, 32, 8, 24))[:, 0]
+    rows = [[1, 5, 6] + [-200] * int(frame_token_counts(v, 4, 4).sum()) + [7, 8] for v in videos]
+    rows += [[1, 9] + [-201] * int(frame_token_counts(i, 4, 4)) + [10, 11] for i in images]
+    rows += [[1, 12, 13, 14]]  # text only
+    ids = torch.zeros(len(rows), max(map(len, rows)), dtype=torch.long)
+    mask = torch.zeros_like(ids)
+    for i, r in enumerate(rows):
+        ids[i, : len(r)], mask[i, : len(r)] = torch.tensor(r), 1
+    labels = ids.masked_fill(mask == 0, -100)
+    loss = model(
+        input_ids=ids, attention_mask=mask, pixel_values_videos=videos, pixel_values_images=images, labels=labels
+    ).loss
     loss.backward()
-    for name, p in model.model.video_tokenizer.named_parameters():
-        assert p.grad is not None and torch.count_nonzero(p.grad) > 0, name
-    for name, p in model.model.projector.named_parameters():
+    trainable = [(n, p) for n, p in model.named_parameters() if p.requires_grad]
+    assert len(trainable) == len(list(model.parameters()))
+    for name, p in trainable:
         assert p.grad is not None and torch.count_nonzero(p.grad) > 0, name

@@ -334,3 +334,18 @@ def test_every_deepspeed_json_is_accepted_by_deepspeed(name, monkeypatch):
         assert parsed.zero_config.gather_16bit_weights_on_model_save
     offload = parsed.zero_config.offload_optimizer
     assert (offload is not None and offload.device == "cpu") == name.endswith("offload")
+
+
+def test_skipped_bad_videos_are_counted_at_the_end_and_the_run_finishes(synth_dir, tmp_path, capsys):
+    data = tmp_path / "data"
+    shutil.copytree(synth_dir, data)
+    for name in ("train_00003.mp4", "train_00011.mp4"):  # corrupt after validation: found only when decoded
+        (data / "videos" / name).write_bytes(b"\x00\x00\x00\x18ftypmp42 not really a video")
+    # 12 steps of 2 = one epoch of the 24 records, so both corrupt ones are drawn exactly once
+    out = tmp_path / "run"
+    args = loop_overrides(data, out, "optim.max_steps=12", "optim.batch_size=2", "checkpoint.every_steps=0")
+    assert main([str(CONFIGS / "train" / "tiny_finetune.yaml"), *args, "data.on_bad_sample=skip"]) == 0
+    err = capsys.readouterr().err
+    assert err.count("skipped bad sample(s)") == 2
+    assert "skipped 2 bad sample(s) in total out of 24 samples" in err
+    assert (out / "model.safetensors").is_file()

@@ -403,6 +403,7 @@ def train(cfg: TrainConfig) -> Path:
             state.consumed = 0
     if progress is not None:
         progress.close()
+    _log_skipped_total(accelerator, state.skipped, state.samples)
     if stopped_early:
         save_checkpoint(accelerator, out, state, cfg.checkpoint.keep_last)
     save_model(accelerator, task, tokenizer, out)
@@ -417,6 +418,21 @@ def _write_param_sums(accelerator: Accelerator, task, out: Path) -> None:
     state = accelerator.unwrap_model(task).state_dict()
     sums = {k: float(v.double().sum()) for k, v in state.items()}
     (out / f"rank{accelerator.process_index}_param_sums.json").write_text(json.dumps(sums, sort_keys=True))
+
+
+def _log_skipped_total(accelerator: Accelerator, skipped: int, samples: int) -> None:
+    """Log, on rank 0, how many bad records were replaced over the whole run (all ranks; resumed runs included)."""
+    counts = torch.tensor([float(skipped), float(samples)], device=accelerator.device)
+    if accelerator.num_processes > 1:
+        counts = accelerator.reduce(counts, reduction="sum")
+    total, seen = int(counts[0]), int(counts[1])
+    if accelerator.is_main_process and total:
+        logger.warning(
+            "skipped %d bad sample(s) in total out of %d samples (data.on_bad_sample: skip); each was replaced by "
+            "another record of the same modality, so the epoch size did not change",
+            total,
+            seen,
+        )
 
 
 def _any_rank(accelerator: Accelerator, flag: bool) -> bool:
