@@ -10,10 +10,16 @@ against chance as training goes. Two modes:
   frozen random STAB, the baseline). Answers "did end-to-end training put the feature into the STAB?"
 
 This separates the two ways the learning check can fail (the STAB cannot learn the feature, or the end-to-end
-signal through the LLM does not teach it)::
+signal through the LLM does not teach it). ``--type all`` trains one probe per question type at once, and
+``--save DIR`` (fresh mode) writes the whole tiny model with the probe-trained STAB, loadable as
+``model.init_from`` of ``tiny_prealign``: a diagnostic of whether the LLM can read a feature the STAB already has
+(a supervised warm-up is not part of the paper's recipe, and not of the quickstart)::
 
     python benchmarks/stab_probe.py --type direction --steps 600
     python benchmarks/stab_probe.py --type direction --frozen runs/quickstart/finetune --steps 300
+    python benchmarks/stab_probe.py --type all --clips 3200 --steps 2400 --save runs/stab_warm
+    python benchmarks/learning_check.py --only "Video-Panda tiny" --out runs/lc_warm \
+        --prealign model.init_from=runs/stab_warm model.init_format=videopanda --finetune optim.epochs=1.8
 """
 
 from __future__ import annotations
@@ -33,7 +39,9 @@ ANSWERS = {
     "shape": ("circle", "square", "triangle", "cross"),
     "direction": ("left", "right", "up", "down"),
     "count": ("one", "two", "three"),
+    "order": ("red", "green", "blue", "yellow", "purple", "cyan"),  # the colour of the object that appears first
 }
+IGNORE = -100  # label of a type the clip's scene does not answer
 
 
 class AttentionProbe(nn.Module):
@@ -54,8 +62,9 @@ class AttentionProbe(nn.Module):
         return self.head(pooled / norm[:, None])
 
 
-def load_clips(data: Path, qtype: str, limit: int, image_size: int, patch_size: int):
-    """Frames (N, 8, 4, S, S) and answer indices (N,) of the training clips whose scene answers ``qtype``."""
+def load_clips(data: Path, types: list[str], limit: int, image_size: int, patch_size: int):
+    """Frames (N, 8, 4, S, S) and answer indices (N, len(types)) of the first ``limit`` training clips whose scene
+    answers at least one of ``types`` (``IGNORE`` where it does not answer that type)."""
     from videopanda.data.synth import SynthConfig, build_scenes
     from videopanda.data.transforms import preprocess_frames
     from videopanda.data.video_io import read_video
@@ -63,75 +72,98 @@ def load_clips(data: Path, qtype: str, limit: int, image_size: int, patch_size: 
     manifest = json.loads((data / "manifest.json").read_text())
     config = dict(manifest["config"])
     config["train_scene_weights"] = tuple(config.get("train_scene_weights", (1.0, 1.0, 1.0)))
-    scenes = [s for s in build_scenes(SynthConfig(**config))[0] if qtype in s.answers][:limit]
+    scenes = [s for s in build_scenes(SynthConfig(**config))[0] if any(t in s.answers for t in types)][:limit]
     frames = torch.stack(
         [preprocess_frames(read_video(data / "videos" / f"{s.name}.mp4", 8).frames, 8, image_size, patch_size)
          for s in scenes]
     )  # fmt: skip
-    labels = torch.tensor([ANSWERS[qtype].index(s.answers[qtype]) for s in scenes])
+    labels = torch.tensor(
+        [[ANSWERS[t].index(s.answers[t]) if t in s.answers else IGNORE for t in types] for s in scenes]
+    )  # (N, len(types))
     return frames, labels
 
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--data", default="runs/learning_check/data", help="a synthetic set (videopanda data synth)")
-    parser.add_argument("--type", choices=list(ANSWERS), default="direction", help="question type to probe")
+    parser.add_argument("--type", choices=[*ANSWERS, "all"], default="direction", help="question type to probe")
     parser.add_argument("--model-config", default="configs/model/tiny.yaml", help="STAB config of a fresh probe")
     parser.add_argument("--frozen", default="", help="a trained model folder whose STAB is frozen, or 'random'")
     parser.add_argument("--steps", type=int, default=600, help="optimizer steps (batch 8)")
     parser.add_argument("--clips", type=int, default=1200, help="clips loaded (15%% held out)")
     parser.add_argument("--lr", type=float, default=1e-3)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--save", default="", help="fresh mode: save the model with the trained STAB here")
     args = parser.parse_args()
+    if args.save and args.frozen:
+        parser.error("--save keeps a probe-trained STAB; it needs the fresh mode (no --frozen)")
+    types = list(ANSWERS) if args.type == "all" else [args.type]
     from videopanda.config import load_config
     from videopanda.model import ModelConfig, build_model, load_model
 
     torch.manual_seed(args.seed)
     if args.frozen and args.frozen != "random":
-        stab = load_model(args.frozen).model.video_tokenizer
+        model = load_model(args.frozen)
     else:  # built as in a fresh model, so the STAB gets the model's initialisation (zero-initialised branches)
-        stab = build_model(load_config(ModelConfig, REPO / args.model_config)).model.video_tokenizer
+        model = build_model(load_config(ModelConfig, REPO / args.model_config))
+    stab = model.model.video_tokenizer
     if args.frozen:
         stab.requires_grad_(False).eval()
     cfg = stab.cfg
-    frames, labels = load_clips(Path(args.data), args.type, args.clips, cfg.image_size, cfg.patch_size)
+    frames, labels = load_clips(Path(args.data), types, args.clips, cfg.image_size, cfg.patch_size)
     n_train = int(len(labels) * 0.85)
-    probe = AttentionProbe(cfg.width, len(ANSWERS[args.type]))
-    params = [p for p in [*stab.parameters(), *probe.parameters()] if p.requires_grad]
+    probes = nn.ModuleList(AttentionProbe(cfg.width, len(ANSWERS[t])) for t in types)
+    params = [p for p in [*stab.parameters(), *probes.parameters()] if p.requires_grad]
     optimizer = torch.optim.AdamW(params, lr=args.lr)
 
-    def logits(batch: torch.Tensor) -> torch.Tensor:
+    def logits(batch: torch.Tensor) -> list[torch.Tensor]:
+        """One (B, classes) tensor per probed type."""
         out = stab(batch)
         per_video = out.frame_token_counts.view(batch.shape[0], -1).sum(1)  # (B,)
         video = torch.repeat_interleave(torch.arange(batch.shape[0]), per_video)  # (T,)
-        return probe(out.tokens, video, batch.shape[0])
+        return [probe(out.tokens, video, batch.shape[0]) for probe in probes]
 
-    def held_out() -> float:
+    def held_out() -> list[float]:
+        """Held-out accuracy of each type, over the clips that answer it."""
         stab.eval()
         with torch.no_grad():
-            pred = torch.cat([logits(frames[i : i + 32]).argmax(-1) for i in range(n_train, len(labels), 32)])
+            outs = [logits(frames[i : i + 32]) for i in range(n_train, len(labels), 32)]
         stab.train(not args.frozen)
-        return float((pred == labels[n_train:]).float().mean())
+        accs = []
+        for k in range(len(types)):
+            pred, gold = torch.cat([o[k] for o in outs]).argmax(-1), labels[n_train:, k]
+            accs.append(float((pred == gold)[gold != IGNORE].float().mean()))
+        return accs
 
     rows, start = [], time.time()
     for step in range(1, args.steps + 1):
         idx = torch.randint(0, n_train, (8,))
-        loss = nn.functional.cross_entropy(logits(frames[idx]), labels[idx])
+        gold = labels[idx]  # (8, len(types))
+        loss = sum(
+            nn.functional.cross_entropy(out, gold[:, k], ignore_index=IGNORE)
+            for k, out in enumerate(logits(frames[idx]))
+        )
         optimizer.zero_grad()
         loss.backward()
         optimizer.step()
         if step % 150 == 0 or step == args.steps:
             rows.append((step, loss.item(), held_out(), time.time() - start))
     mode = f"frozen STAB of {args.frozen}" if args.frozen else f"fresh STAB ({args.model_config})"
-    chance = 100 / len(ANSWERS[args.type])
+    chance = ", ".join(f"{t} {100 / len(ANSWERS[t]):.1f}%" for t in types)
     lines = [
-        f"STAB probe: {args.type}, {mode}, {n_train} train / {len(labels) - n_train} held-out clips, "
-        f"chance {chance:.1f}%",
+        f"STAB probe: {mode}, {n_train} train / {len(labels) - n_train} held-out clips, chance: {chance}",
         "",
-        "| step | train loss | held-out accuracy % | seconds |",
-        "|---|---|---|---|",
-        *[f"| {s} | {lo:.3f} | {100 * acc:.1f} | {sec:.0f} |" for s, lo, acc, sec in rows],
-    ]
+        "| step | train loss | " + " | ".join(f"held-out {t} %" for t in types) + " | seconds |",
+        "|---|---|" + "---|" * len(types) + "---|",
+        *[f"| {s} | {lo:.3f} | " + " | ".join(f"{100 * a:.1f}" for a in accs) + f" | {sec:.0f} |"
+          for s, lo, accs, sec in rows],
+    ]  # fmt: skip
+    if args.save:
+        from videopanda.data import load_tokenizer
+
+        model.save_pretrained(args.save)
+        load_tokenizer(Path(args.data) / "tokenizer").save_pretrained(args.save)
+        lines.append(f"\nsaved the model with the probe-trained STAB (fresh LLM and projector) to {args.save}")
     sys.stdout.write("\n".join(lines) + "\n")
     return 0
 
