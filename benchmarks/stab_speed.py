@@ -17,11 +17,10 @@ fp32 in eval mode (dropout off, BatchNorm on running statistics: the literal loo
 three do the same work they would at inference. The first (FLOP-counting) pass of each model is the warm-up.
 
 Times are the minimum over ``--repeats`` runs (3 at batch 1, ``--repeats-large`` 1 at batch 8): other processes
-on a shared machine only ever add time. Run time on 2 cores, dominated by ViT-L/14 (1.2 TFLOPs per video):
-``--quick`` (batch 1 only) ~6 min; default (+ batch 8 forward of all three and forward+backward of the batched
-STAB) ~13 min; ``--full`` (+ batch 8 forward+backward of the literal loop and of the ViT) ~25 min. The ViT's
-batch-8 backward runs as 8 accumulated micro-batches of one video: its activations for 64 frames at once need
-~24 GB.
+on a shared machine only ever add time. Run time on 2 idle cores, dominated by ViT-L/14 (1.2 TFLOPs per video):
+``--full`` (everything) 11 min; ``--quick`` (batch 1 only) and the default (+ batch 8 forward of all three and
+forward+backward of the batched STAB) are subsets of it. The ViT's batch-8 backward runs as 8 accumulated
+micro-batches of one video: its activations for 64 frames at once need ~24 GB.
 
     python benchmarks/stab_speed.py [--quick | --full] [--threads N] [--repeats N]
 """
