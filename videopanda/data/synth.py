@@ -402,15 +402,24 @@ def train_record(scene: Scene, rng: np.random.Generator) -> dict:
 
     Questions name the shape and colour of what they ask about ("What shape is the green object?", "Which direction
     does the green cross move?"), so a naive multi-turn record would let the model copy later answers from earlier
-    questions instead of looking, and then fail on the single-question evaluation. The turns are therefore: one
-    static question first (shape 60%, colour 40%: shape is the harder one), then the scene's temporal question
-    (its answer is never in the static turn), then 40% of the time a caption (which may repeat what was asked).
-    In two-object scenes the static question is about either object, so it says nothing about which came first.
+    questions instead of looking, and then fail on the single-question evaluation. Two layouts, half the records
+    each, so that every question type is also asked as the first question, as the evaluation asks it (with the
+    temporal question always second, a model learns that a first answer is a colour or a shape):
+
+    * static first: a static question (shape 60%, colour 40%: shape is the harder one), then the scene's temporal
+      question (its answer is never in the static turn);
+    * temporal first: the scene's temporal question alone (a static question after it would be answered by its
+      words).
+
+    Then, 40% of the time, a caption (which may repeat what was asked). In two-object scenes the static question is
+    about either object, so it says nothing about which came first.
     """
     qa = questions_for(scene, subject=int(rng.integers(len(scene.objects))))
     static = "shape" if rng.random() < 0.6 else "color"
     temporal = next(t for t in TEMPORAL_TYPES if t in qa)
-    turns: list[tuple[str, str]] = [(qa[static][0], qa[static][2]), (qa[temporal][0], qa[temporal][2])]
+    turns: list[tuple[str, str]] = [(qa[temporal][0], qa[temporal][2])]
+    if rng.random() < 0.5:
+        turns.insert(0, (qa[static][0], qa[static][2]))
     if rng.random() < 0.4:
         turns.append((_pick(rng, CAPTION_QUESTIONS), scene.caption))
     first_q = turns[0][0]
