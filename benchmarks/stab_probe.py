@@ -33,13 +33,15 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from videopanda.data.synth import COLORS, COUNTS, DIRECTIONS, SHAPES
+
 REPO = Path(__file__).resolve().parents[1]
-ANSWERS = {
-    "color": ("red", "green", "blue", "yellow", "purple", "cyan"),
-    "shape": ("circle", "square", "triangle", "cross"),
-    "direction": ("left", "right", "up", "down"),
-    "count": ("one", "two", "three"),
-    "order": ("red", "green", "blue", "yellow", "purple", "cyan"),  # the colour of the object that appears first
+ANSWERS = {  # the answer vocabulary of each probed type, as the synthetic set defines it
+    "color": tuple(COLORS),
+    "shape": SHAPES,
+    "direction": DIRECTIONS,
+    "count": COUNTS,
+    "order": tuple(COLORS),  # the colour of the object that appears first
 }
 IGNORE = -100  # label of a type the clip's scene does not answer
 
