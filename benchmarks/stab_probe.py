@@ -1,8 +1,8 @@
 """STAB probe: can the STAB, on its own, see what a question type asks about?
 
-Trains a learned-query attention pooling over all of a video's STAB tokens plus a linear classifier (no LLM) to
-predict one question type's answer of the synthetic set from the 8 sampled frames, and prints held-out accuracy
-against chance as training goes. Two modes:
+Trains a pooling head over all of a video's STAB tokens plus a linear classifier (no LLM) to predict one question
+type's answer of the synthetic set from the 8 sampled frames, and prints held-out accuracy against chance as
+training goes. Two modes:
 
 * fresh (default): a randomly initialised STAB of the model config trains with the probe. Answers "can this
   architecture learn the feature quickly when the loss reaches it directly?"
@@ -13,10 +13,17 @@ This separates the two ways the learning check can fail (the STAB cannot learn t
 signal through the LLM does not teach it). ``--type all`` trains one probe per question type at once, and
 ``--save DIR`` (fresh mode) writes the whole tiny model with the probe-trained STAB, loadable as
 ``model.init_from`` of ``tiny_prealign``: a diagnostic of whether the LLM can read a feature the STAB already has
-(a supervised warm-up is not part of the paper's recipe, and not of the quickstart)::
+(a supervised warm-up is not part of the paper's recipe, and not of the quickstart).
+
+The head and the encoder can be swapped, to tell an encoder that cannot see a feature from a head that cannot read
+it: ``--pool max`` takes the channel-wise maximum over the video's tokens instead of a learned-query softmax
+average, ``--token-mlp`` adds a residual per-token MLP before pooling, and ``--encoder patches`` (a bare patch
+embedding of the STAB's patch size and width, every frame) or ``--encoder cnn`` (a three-layer strided CNN, every
+frame) replace the STAB::
 
     python benchmarks/stab_probe.py --type direction --steps 600
     python benchmarks/stab_probe.py --type direction --frozen runs/quickstart/finetune --steps 300
+    python benchmarks/stab_probe.py --type shape --encoder patches --token-mlp --pool max --steps 900
     python benchmarks/stab_probe.py --type all --clips 3200 --steps 2400 --save runs/stab_warm
     python benchmarks/learning_check.py --only "Video-Panda tiny" --out runs/lc_warm \
         --prealign model.init_from=runs/stab_warm model.init_format=videopanda --finetune optim.epochs=1.8
@@ -46,22 +53,65 @@ ANSWERS = {  # the answer vocabulary of each probed type, as the synthetic set d
 IGNORE = -100  # label of a type the clip's scene does not answer
 
 
-class AttentionProbe(nn.Module):
-    """Learned-query softmax pooling over a video's tokens, then LayerNorm and a linear classifier."""
+class Probe(nn.Module):
+    """Pooling over a video's tokens, then LayerNorm and a linear classifier.
 
-    def __init__(self, width: int, classes: int) -> None:
+    Args:
+        width: token width C.
+        classes: answers of the probed type.
+        pool: ``attention`` (a learned query, softmax average) or ``max`` (channel-wise maximum).
+        token_mlp: a residual two-layer MLP on every token before pooling.
+    """
+
+    def __init__(self, width: int, classes: int, pool: str = "attention", token_mlp: bool = False) -> None:
         super().__init__()
+        self.pool = pool
+        self.mlp = (
+            nn.Sequential(nn.LayerNorm(width), nn.Linear(width, 4 * width), nn.GELU(), nn.Linear(4 * width, width))
+            if token_mlp
+            else None
+        )
         self.query = nn.Parameter(torch.randn(width) * 0.02)
         self.key = nn.Linear(width, width)
         self.head = nn.Sequential(nn.LayerNorm(width), nn.Linear(width, classes))
 
     def forward(self, tokens: torch.Tensor, video: torch.Tensor, videos: int) -> torch.Tensor:
         """tokens (T, C) of all videos, video (T,) index of each token's video -> logits (videos, classes)."""
+        if self.mlp is not None:
+            tokens = tokens + self.mlp(tokens)  # (T, C)
+        if self.pool == "max":
+            start = tokens.new_full((videos, tokens.shape[1]), torch.finfo(tokens.dtype).min)
+            pooled = start.scatter_reduce(0, video[:, None].expand_as(tokens), tokens, "amax")  # (videos, C)
+            return self.head(pooled)
         score = self.key(tokens) @ self.query / tokens.shape[1] ** 0.5  # (T,)
         weight = torch.exp(score - score.max())  # (T,) unnormalised softmax, normalised per video below
         norm = tokens.new_zeros(videos).index_add_(0, video, weight)  # (videos,)
         pooled = tokens.new_zeros(videos, tokens.shape[1]).index_add_(0, video, tokens * weight[:, None])
         return self.head(pooled / norm[:, None])
+
+
+class FrameEncoder(nn.Module):
+    """A per-frame stand-in for the STAB: ``patches`` (one strided convolution: the STAB's patch embedding alone) or
+    ``cnn`` (three 3x3-ish strided convolutions with ReLU, overlapping receptive fields); tokens = output pixels."""
+
+    def __init__(self, kind: str, width: int, patch_size: int) -> None:
+        super().__init__()
+        if kind == "patches":
+            self.net = nn.Conv2d(3, width, patch_size, stride=patch_size)
+        else:
+            self.net = nn.Sequential(
+                nn.Conv2d(3, width // 2, 5, stride=2, padding=2), nn.ReLU(),
+                nn.Conv2d(width // 2, width, 3, stride=2, padding=1), nn.ReLU(),
+                nn.Conv2d(width, width, 3, stride=2, padding=1), nn.ReLU(),
+            )  # fmt: skip
+
+    def forward(self, frames: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """frames (B, F, 4, S, S) -> tokens (B*F*g*g, C) and each token's video index."""
+        b = frames.shape[0]
+        maps = self.net(frames[:, :, :3].flatten(0, 1))  # (B*F, C, g, g)
+        tokens = maps.flatten(2).transpose(1, 2).reshape(b, -1, maps.shape[1])  # (B, F*g*g, C)
+        video = torch.arange(b).repeat_interleave(tokens.shape[1])  # (B*F*g*g,)
+        return tokens.flatten(0, 1), video
 
 
 def load_clips(data: Path, types: list[str], limit: int, image_size: int, patch_size: int):
@@ -96,9 +146,15 @@ def main() -> int:
     parser.add_argument("--lr", type=float, default=1e-3)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--save", default="", help="fresh mode: save the model with the trained STAB here")
+    parser.add_argument("--pool", choices=["attention", "max"], default="attention", help="how the probe pools")
+    parser.add_argument("--token-mlp", action="store_true", help="a per-token MLP before pooling")
+    parser.add_argument("--encoder", choices=["stab", "patches", "cnn"], default="stab",
+                        help="what makes the tokens: the STAB, its patch embedding alone, or a small CNN")  # fmt: skip
     args = parser.parse_args()
-    if args.save and args.frozen:
-        parser.error("--save keeps a probe-trained STAB; it needs the fresh mode (no --frozen)")
+    if args.save and (args.frozen or args.encoder != "stab"):
+        parser.error("--save keeps a probe-trained STAB; it needs the fresh mode (no --frozen) and --encoder stab")
+    if args.frozen and args.encoder != "stab":
+        parser.error("--frozen freezes a STAB; it needs --encoder stab")
     types = list(ANSWERS) if args.type == "all" else [args.type]
     from videopanda.config import load_config
     from videopanda.model import ModelConfig, build_model, load_model
@@ -114,23 +170,27 @@ def main() -> int:
     cfg = stab.cfg
     frames, labels = load_clips(Path(args.data), types, args.clips, cfg.image_size, cfg.patch_size)
     n_train = int(len(labels) * 0.85)
-    probes = nn.ModuleList(AttentionProbe(cfg.width, len(ANSWERS[t])) for t in types)
-    params = [p for p in [*stab.parameters(), *probes.parameters()] if p.requires_grad]
+    probes = nn.ModuleList(Probe(cfg.width, len(ANSWERS[t]), args.pool, args.token_mlp) for t in types)
+    encoder = stab if args.encoder == "stab" else FrameEncoder(args.encoder, cfg.width, cfg.patch_size)
+    params = [p for p in [*encoder.parameters(), *probes.parameters()] if p.requires_grad]
     optimizer = torch.optim.AdamW(params, lr=args.lr)
 
     def logits(batch: torch.Tensor) -> list[torch.Tensor]:
         """One (B, classes) tensor per probed type."""
-        out = stab(batch)
-        per_video = out.frame_token_counts.view(batch.shape[0], -1).sum(1)  # (B,)
-        video = torch.repeat_interleave(torch.arange(batch.shape[0]), per_video)  # (T,)
-        return [probe(out.tokens, video, batch.shape[0]) for probe in probes]
+        if args.encoder == "stab":
+            out = stab(batch)
+            per_video = out.frame_token_counts.view(batch.shape[0], -1).sum(1)  # (B,)
+            tokens, video = out.tokens, torch.repeat_interleave(torch.arange(batch.shape[0]), per_video)  # (T, C), (T,)
+        else:
+            tokens, video = encoder(batch)
+        return [probe(tokens, video, batch.shape[0]) for probe in probes]
 
     def held_out() -> list[float]:
         """Held-out accuracy of each type, over the clips that answer it."""
-        stab.eval()
+        encoder.eval()
         with torch.no_grad():
             outs = [logits(frames[i : i + 32]) for i in range(n_train, len(labels), 32)]
-        stab.train(not args.frozen)
+        encoder.train(not args.frozen)
         accs = []
         for k in range(len(types)):
             pred, gold = torch.cat([o[k] for o in outs]).argmax(-1), labels[n_train:, k]
@@ -151,6 +211,9 @@ def main() -> int:
         if step % 150 == 0 or step == args.steps:
             rows.append((step, loss.item(), held_out(), time.time() - start))
     mode = f"frozen STAB of {args.frozen}" if args.frozen else f"fresh STAB ({args.model_config})"
+    if args.encoder != "stab":
+        mode = {"patches": "a bare patch embedding", "cnn": "a three-layer CNN"}[args.encoder] + " per frame"
+    mode += f", {args.pool} pooling" + (" after a per-token MLP" if args.token_mlp else "")
     chance = ", ".join(f"{t} {100 / len(ANSWERS[t]):.1f}%" for t in types)
     lines = [
         f"STAB probe: {mode}, {n_train} train / {len(labels) - n_train} held-out clips, chance: {chance}",

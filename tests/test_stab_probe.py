@@ -1,0 +1,73 @@
+"""benchmarks/stab_probe.py: its pooling heads compute what they say, and every encoder/head combination runs."""
+
+from __future__ import annotations
+
+import importlib.util
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+from videopanda.data.synth import SynthConfig, generate
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(scope="module")
+def stab_probe():
+    spec = importlib.util.spec_from_file_location("stab_probe", REPO / "benchmarks" / "stab_probe.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_max_pooling_is_the_channel_wise_maximum_of_each_video(stab_probe):
+    torch.manual_seed(0)
+    probe = stab_probe.Probe(width=6, classes=3, pool="max")
+    tokens = torch.randn(7, 6)
+    video = torch.tensor([0, 0, 1, 1, 1, 2, 2])
+    expected = torch.stack([tokens[video == v].max(dim=0).values for v in range(3)])  # (3, 6)
+    torch.testing.assert_close(probe(tokens, video, 3), probe.head(expected))
+
+
+def test_attention_pooling_is_a_softmax_average_within_each_video(stab_probe):
+    torch.manual_seed(0)
+    probe = stab_probe.Probe(width=6, classes=3, pool="attention", token_mlp=True)
+    tokens = torch.randn(5, 6)
+    video = torch.tensor([0, 0, 0, 1, 1])
+    mixed = tokens + probe.mlp(tokens)
+    rows = []
+    for v in range(2):
+        t = mixed[video == v]
+        weight = torch.softmax(probe.key(t) @ probe.query / 6**0.5, dim=0)
+        rows.append((weight[:, None] * t).sum(0))
+    torch.testing.assert_close(probe(tokens, video, 2), probe.head(torch.stack(rows)))
+
+
+def test_frame_encoders_give_one_token_per_output_pixel(stab_probe):
+    frames = torch.randn(2, 8, 4, 56, 56)
+    tokens, video = stab_probe.FrameEncoder("patches", width=16, patch_size=14)(frames)
+    assert tokens.shape == (2 * 8 * 16, 16) and video.tolist() == [0] * 128 + [1] * 128
+    tokens, video = stab_probe.FrameEncoder("cnn", width=16, patch_size=14)(frames)
+    assert tokens.shape == (2 * 8 * 49, 16) and int(video.max()) == 1
+
+
+@pytest.mark.parametrize(
+    "extra", [["--encoder", "stab"], ["--encoder", "patches", "--token-mlp", "--pool", "max"], ["--encoder", "cnn"]]
+)
+def test_the_probe_runs_and_prints_its_table(stab_probe, tmp_path_factory, monkeypatch, capsys, extra):
+    data = tmp_path_factory.getbasetemp() / "probe_synth"
+    if not (data / "manifest.json").is_file():
+        generate(data, SynthConfig(seed=1, train_videos=8, eval_videos=3))
+    argv = ["stab_probe", "--data", str(data), "--type", "shape", "--steps", "2", "--clips", "8", *extra]
+    monkeypatch.setattr(sys, "argv", argv)
+    assert stab_probe.main() == 0
+    out = capsys.readouterr().out
+    assert "held-out shape %" in out and "| 2 |" in out
+
+
+def test_save_needs_a_fresh_stab(stab_probe, monkeypatch):
+    monkeypatch.setattr(sys, "argv", ["stab_probe", "--encoder", "cnn", "--save", "x"])
+    with pytest.raises(SystemExit):
+        stab_probe.main()
