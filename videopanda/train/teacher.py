@@ -309,7 +309,11 @@ class VideoTeacher(nn.Module):
 
     @torch.no_grad()
     def forward(self, frames: torch.Tensor) -> torch.Tensor:
-        """Patch features of every frame of every video, in one batch.
+        """Patch features of every frame of every video, in one batch, without a graph (see :meth:`features`)."""
+        return self.features(frames)
+
+    def features(self, frames: torch.Tensor) -> torch.Tensor:
+        """Patch features of every frame of every video, in one batch (differentiable: for training a teacher).
 
         Args:
             frames: (B, T, C, S, S) normalised frames with C = 3, or C = 4 whose last channel (the content mask)
