@@ -7,7 +7,8 @@ teacher patch and frame, and saves it in the LanguageBind layout, ready for ``di
 
 * colour of the shape covering the patch (or background), read from the pixels of the teacher canvas;
 * its shape, and its direction of motion (or "static"), from the clip's scene;
-* the clip's flash count and the colour that appears first, on every patch the object ever covers.
+* the clip's flash count and the colour that appears first, on every patch the object covers in some frame
+  (trained there; scored on the patches the object covers in that frame).
 
 Per-patch labels avoid pooling (a softmax average over a video's patches does not learn shape at all, see
 ``benchmarks/stab_probe.py --pool``). Held-out accuracy per label, over object patches, is printed as training
@@ -22,7 +23,6 @@ to measure whether a teacher's knowledge reaches the student within the learning
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 import time
 from pathlib import Path
@@ -30,10 +30,10 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from videopanda.data.synth import COLORS, COUNTS, DIRECTIONS, SHAPES, Scene, SynthConfig, build_scenes
+from videopanda.data.synth import COLORS, COUNTS, DIRECTIONS, SHAPES, Scene, SynthConfig, build_scenes, scene_frames
 
 IGNORE = -100
-LABELS = {  # label -> number of classes (the last class of colour/shape is "background", of direction "static")
+LABELS = {  # label -> classes; colour and shape end with "background", direction with "static", "background"
     "colour": len(COLORS) + 1,
     "shape": len(SHAPES) + 1,
     "direction": len(DIRECTIONS) + 2,
@@ -60,9 +60,18 @@ def patch_labels(frames: torch.Tensor, scenes: list[Scene], patch: int) -> torch
     n, f = frames.shape[:2]
     mean, std = torch.tensor(CLIP_MEAN).view(1, 1, 3, 1, 1), torch.tensor(CLIP_STD).view(1, 1, 3, 1, 1)
     rgb = (frames[:, :, :3] * std + mean) * 255  # (N, F, 3, S, S)
-    palette = torch.tensor(list(COLORS.values()), dtype=torch.float32).view(1, 1, len(COLORS), 3, 1, 1)
-    near = ((rgb[:, :, None] - palette).abs().amax(3) < COLOR_TOLERANCE).float()  # (N, F, K, S, S)
-    cover = nn.functional.avg_pool2d(near.flatten(0, 2)[:, None], patch).view(n, f, len(COLORS), -1)  # (N, F, K, P)
+    cover = torch.stack(
+        [
+            nn.functional.avg_pool2d(
+                ((rgb - torch.tensor(rgb_k, dtype=torch.float32).view(1, 1, 3, 1, 1)).abs().amax(2) < COLOR_TOLERANCE)
+                .float()
+                .flatten(0, 1)[:, None],
+                patch,
+            ).view(n, f, -1)
+            for rgb_k in COLORS.values()
+        ],
+        dim=2,
+    )  # (N, F, K, P): share of each patch's pixels near each palette colour, row-major patches
     best, colour = cover.max(2)  # (N, F, P)
     on_object = best > MIN_COVER  # (N, F, P)
     names = list(COLORS)
@@ -82,15 +91,14 @@ def patch_labels(frames: torch.Tensor, scenes: list[Scene], patch: int) -> torch
         if "order" in scene.answers:
             first[i] = names.index(scene.answers["order"])
     rows = torch.arange(n)[:, None, None].expand_as(colour)  # (N, F, P)
-    background = lambda value: torch.full_like(colour, value)  # noqa: E731
     ever = on_object.any(1, keepdim=True).expand_as(on_object)  # (N, F, P): the object covers it in some frame
     return torch.stack(
         [
-            torch.where(on_object, colour, background(len(COLORS))),
-            torch.where(on_object, shape_of[rows, colour], background(len(SHAPES))),
-            torch.where(on_object, direction_of[rows, colour], background(len(DIRECTIONS) + 1)),
-            torch.where(ever, count[:, None, None].expand_as(colour), background(IGNORE)),
-            torch.where(ever, first[:, None, None].expand_as(colour), background(IGNORE)),
+            torch.where(on_object, colour, len(COLORS)),
+            torch.where(on_object, shape_of[rows, colour], len(SHAPES)),
+            torch.where(on_object, direction_of[rows, colour], len(DIRECTIONS) + 1),
+            torch.where(ever, count[:, None, None].expand_as(colour), IGNORE),
+            torch.where(ever, first[:, None, None].expand_as(colour), IGNORE),
         ],
         dim=-1,
     )  # (N, F, P, len(LABELS))
@@ -108,21 +116,16 @@ def main() -> int:
     parser.add_argument("--lr", type=float, default=1e-3)
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args()
-    from videopanda.data.transforms import preprocess_frames
-    from videopanda.data.video_io import read_video
+    if args.clips < 10:
+        parser.error(f"--clips {args.clips}: need at least 10 (10% are held out)")
     from videopanda.train.teacher import TeacherConfig, VideoTeacher, save_teacher
 
     torch.manual_seed(args.seed)
     data = Path(args.data)
-    config = dict(json.loads((data / "manifest.json").read_text())["config"])
-    config["train_scene_weights"] = tuple(config.get("train_scene_weights", (1.0, 1.0, 1.0)))
-    scenes = build_scenes(SynthConfig(**config))[0][: args.clips]
+    scenes = build_scenes(SynthConfig.from_manifest(data))[0][: args.clips]
     cfg = TeacherConfig(width=args.width, num_layers=args.layers, num_heads=4, mlp_dim=2 * args.width,
                         image_size=args.image_size, patch_size=14, num_frames=8)  # fmt: skip
-    frames = torch.stack(
-        [preprocess_frames(read_video(data / "videos" / f"{s.name}.mp4", 8).frames, 8, cfg.image_size,
-                           cfg.patch_size, cells=cfg.grid) for s in scenes]
-    )  # fmt: skip  # (N, 8, 4, S, S)
+    frames = scene_frames(data, scenes, cfg.image_size, cfg.patch_size, cells=cfg.grid)  # (N, 8, 4, S, S)
     labels = patch_labels(frames, scenes, cfg.patch_size)  # (N, 8, P, len(LABELS))
     teacher = VideoTeacher(cfg).requires_grad_(True)
     heads = nn.ModuleList(nn.Linear(cfg.width, classes) for classes in LABELS.values())
@@ -136,7 +139,7 @@ def main() -> int:
     rows, start = [], time.time()
     for step in range(1, args.steps + 1):
         idx = torch.randint(0, n_train, (32,))
-        gold = labels[idx]
+        gold = labels[idx]  # (32, 8, P, len(LABELS))
         loss = sum(
             nn.functional.cross_entropy(out.flatten(0, 2), gold[..., k].flatten(), ignore_index=IGNORE)
             for k, out in enumerate(logits(idx))
@@ -147,7 +150,7 @@ def main() -> int:
         if step % 250 == 0 or step == args.steps:
             with torch.no_grad():
                 outs = logits(torch.arange(n_train, len(scenes)))
-            gold = labels[n_train:]
+            gold = labels[n_train:]  # (held out, 8, P, len(LABELS))
             on_object = gold[..., 0] != len(COLORS)
             accs = []
             for k, (name, out) in enumerate(zip(LABELS, outs, strict=True)):

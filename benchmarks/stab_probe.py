@@ -23,7 +23,7 @@ frame) replace the STAB::
 
     python benchmarks/stab_probe.py --type direction --steps 600
     python benchmarks/stab_probe.py --type direction --frozen runs/quickstart/finetune --steps 300
-    python benchmarks/stab_probe.py --type shape --encoder patches --token-mlp --pool max --steps 900
+    python benchmarks/stab_probe.py --type shape --encoder patches --token-mlp --pool max --steps 900 --clips 1600
     python benchmarks/stab_probe.py --type all --clips 3200 --steps 2400 --save runs/stab_warm
     python benchmarks/learning_check.py --only "Video-Panda tiny" --out runs/lc_warm \
         --prealign model.init_from=runs/stab_warm model.init_format=videopanda --finetune optim.epochs=1.8
@@ -32,7 +32,6 @@ frame) replace the STAB::
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 import time
 from pathlib import Path
@@ -71,8 +70,11 @@ class Probe(nn.Module):
             if token_mlp
             else None
         )
-        self.query = nn.Parameter(torch.randn(width) * 0.02)
-        self.key = nn.Linear(width, width)
+        if pool == "attention":
+            self.query = nn.Parameter(torch.randn(width) * 0.02)
+            self.key = nn.Linear(width, width)
+        elif pool != "max":
+            raise ValueError(f"unknown pooling {pool!r}: 'attention' or 'max'")
         self.head = nn.Sequential(nn.LayerNorm(width), nn.Linear(width, classes))
 
     def forward(self, tokens: torch.Tensor, video: torch.Tensor, videos: int) -> torch.Tensor:
@@ -92,12 +94,15 @@ class Probe(nn.Module):
 
 class FrameEncoder(nn.Module):
     """A per-frame stand-in for the STAB: ``patches`` (one strided convolution: the STAB's patch embedding alone) or
-    ``cnn`` (three 3x3-ish strided convolutions with ReLU, overlapping receptive fields); tokens = output pixels."""
+    ``cnn`` (a 5x5 then two 3x3 stride-2 convolutions with ReLU, overlapping receptive fields); tokens = output
+    pixels."""
 
     def __init__(self, kind: str, width: int, patch_size: int) -> None:
         super().__init__()
         if kind == "patches":
             self.net = nn.Conv2d(3, width, patch_size, stride=patch_size)
+        elif kind != "cnn":
+            raise ValueError(f"unknown frame encoder {kind!r}: 'patches' or 'cnn'")
         else:
             self.net = nn.Sequential(
                 nn.Conv2d(3, width // 2, 5, stride=2, padding=2), nn.ReLU(),
@@ -110,29 +115,21 @@ class FrameEncoder(nn.Module):
         b = frames.shape[0]
         maps = self.net(frames[:, :, :3].flatten(0, 1))  # (B*F, C, g, g)
         tokens = maps.flatten(2).transpose(1, 2).reshape(b, -1, maps.shape[1])  # (B, F*g*g, C)
-        video = torch.arange(b).repeat_interleave(tokens.shape[1])  # (B*F*g*g,)
+        video = torch.arange(b, device=frames.device).repeat_interleave(tokens.shape[1])  # (B*F*g*g,)
         return tokens.flatten(0, 1), video
 
 
 def load_clips(data: Path, types: list[str], limit: int, image_size: int, patch_size: int):
     """Frames (N, 8, 4, S, S) and answer indices (N, len(types)) of the first ``limit`` training clips whose scene
     answers at least one of ``types`` (``IGNORE`` where it does not answer that type)."""
-    from videopanda.data.synth import SynthConfig, build_scenes
-    from videopanda.data.transforms import preprocess_frames
-    from videopanda.data.video_io import read_video
+    from videopanda.data.synth import SynthConfig, build_scenes, scene_frames
 
-    manifest = json.loads((data / "manifest.json").read_text())
-    config = dict(manifest["config"])
-    config["train_scene_weights"] = tuple(config.get("train_scene_weights", (1.0, 1.0, 1.0)))
-    scenes = [s for s in build_scenes(SynthConfig(**config))[0] if any(t in s.answers for t in types)][:limit]
-    frames = torch.stack(
-        [preprocess_frames(read_video(data / "videos" / f"{s.name}.mp4", 8).frames, 8, image_size, patch_size)
-         for s in scenes]
-    )  # fmt: skip
+    scenes = [s for s in build_scenes(SynthConfig.from_manifest(data))[0] if any(t in s.answers for t in types)]
+    scenes = scenes[:limit]
     labels = torch.tensor(
         [[ANSWERS[t].index(s.answers[t]) if t in s.answers else IGNORE for t in types] for s in scenes]
     )  # (N, len(types))
-    return frames, labels
+    return scene_frames(data, scenes, image_size, patch_size), labels
 
 
 def main() -> int:

@@ -2,27 +2,31 @@
 
 from __future__ import annotations
 
-import importlib.util
 import sys
-from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
 
-from videopanda.data.synth import COLORS, DIRECTIONS, SHAPES, SynthConfig, build_scenes, generate, render
+from tests.conftest import load_benchmark
+from videopanda.data.synth import (
+    COLORS,
+    DIRECTIONS,
+    SHAPES,
+    Obj,
+    Scene,
+    SynthConfig,
+    build_scenes,
+    generate,
+    render,
+)
 from videopanda.data.transforms import preprocess_frames
-from videopanda.train.teacher import load_teacher
-
-REPO = Path(__file__).resolve().parents[1]
+from videopanda.train.teacher import TeacherConfig, VideoTeacher, load_teacher
 
 
 @pytest.fixture(scope="module")
 def dense_teacher():
-    spec = importlib.util.spec_from_file_location("dense_teacher", REPO / "benchmarks" / "dense_teacher.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_benchmark("dense_teacher")
 
 
 def _teacher_frames(scene) -> torch.Tensor:
@@ -59,6 +63,17 @@ def test_patch_labels_follow_the_scene(dense_teacher):
             assert set(first[on_object].tolist()) == {list(COLORS).index(scene.answers["order"])}
 
 
+def test_object_patches_are_where_the_object_is(dense_teacher):
+    """A square in the top-left quarter of a 1:1 frame marks the top-left 2x2 teacher patches, row-major."""
+    plain = {"kind": "plain", "level": 70, "tint": [0, 0, 0], "period": 12, "angle": 0.0, "amplitude": 0, "seed": 0}
+    square = Obj("red", "square", radius=20.0, start=(28.0, 28.0), end=(28.0, 28.0))
+    scene = Scene("probe", "flash", "1:1", plain, [square], {"count": "one", "color": "red", "shape": "square"}, "")
+    labels = dense_teacher.patch_labels(_teacher_frames(scene)[None], [scene], 14)  # (1, 8, 16, 5)
+    on_object = labels[0, 0, :, 0] != len(COLORS)  # (16,) first frame
+    assert on_object.view(4, 4).nonzero().tolist() == [[0, 0], [0, 1], [1, 0], [1, 1]]
+    assert (labels[0, 0, on_object, 1] == SHAPES.index("square")).all()
+
+
 def test_the_trained_teacher_is_saved_for_distillation(dense_teacher, tmp_path, monkeypatch, capsys):
     data, out = tmp_path / "synth", tmp_path / "teacher"
     generate(data, SynthConfig(seed=2, train_videos=10, eval_videos=3))
@@ -71,3 +86,27 @@ def test_the_trained_teacher_is_saved_for_distillation(dense_teacher, tmp_path, 
     assert not any(p.requires_grad for p in teacher.parameters())
     feats = teacher(torch.randn(1, 8, 4, 56, 56))
     assert feats.shape == (1, 8, 16, 32)
+    torch.manual_seed(0)  # the script's seed: the same initialisation, before its two optimizer steps
+    untrained = VideoTeacher(teacher.cfg).state_dict()
+    changed = [k for k, v in teacher.state_dict().items() if not torch.equal(v, untrained[k])]
+    assert any("patch_embedding" in k for k in changed) and any("encoder.layers.0" in k for k in changed)
+
+
+def test_too_few_clips_is_a_clear_error(dense_teacher, monkeypatch, capsys):
+    monkeypatch.setattr(sys, "argv", ["dense_teacher", "--clips", "3"])
+    with pytest.raises(SystemExit):
+        dense_teacher.main()
+    assert "--clips 3: need at least 10" in capsys.readouterr().err
+
+
+def test_features_is_forward_with_a_graph():
+    cfg = TeacherConfig(width=32, num_layers=2, num_heads=4, mlp_dim=64, image_size=28, patch_size=14, num_frames=4)
+    teacher = VideoTeacher(cfg)
+    frames = torch.randn(2, 4, 3, 28, 28)
+    frozen = teacher(frames)
+    assert not frozen.requires_grad
+    teacher.requires_grad_(True)
+    feats = teacher.features(frames)
+    torch.testing.assert_close(feats, frozen)
+    feats.sum().backward()
+    assert teacher.vision_model.embeddings.patch_embedding.weight.grad is not None

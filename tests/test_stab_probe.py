@@ -2,24 +2,18 @@
 
 from __future__ import annotations
 
-import importlib.util
 import sys
-from pathlib import Path
 
 import pytest
 import torch
 
+from tests.conftest import load_benchmark
 from videopanda.data.synth import SynthConfig, generate
-
-REPO = Path(__file__).resolve().parents[1]
 
 
 @pytest.fixture(scope="module")
 def stab_probe():
-    spec = importlib.util.spec_from_file_location("stab_probe", REPO / "benchmarks" / "stab_probe.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_benchmark("stab_probe")
 
 
 def test_max_pooling_is_the_channel_wise_maximum_of_each_video(stab_probe):
@@ -67,7 +61,23 @@ def test_the_probe_runs_and_prints_its_table(stab_probe, tmp_path_factory, monke
     assert "held-out shape %" in out and "| 2 |" in out
 
 
-def test_save_needs_a_fresh_stab(stab_probe, monkeypatch):
-    monkeypatch.setattr(sys, "argv", ["stab_probe", "--encoder", "cnn", "--save", "x"])
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["--encoder", "cnn", "--save", "x"], "--save keeps a probe-trained STAB"),
+        (["--frozen", "random", "--save", "x"], "--save keeps a probe-trained STAB"),
+        (["--frozen", "random", "--encoder", "cnn"], "--frozen freezes a STAB"),
+    ],
+)
+def test_contradictory_options_are_refused(stab_probe, monkeypatch, capsys, argv, message):
+    monkeypatch.setattr(sys, "argv", ["stab_probe", *argv])
     with pytest.raises(SystemExit):
         stab_probe.main()
+    assert message in capsys.readouterr().err
+
+
+def test_unknown_pooling_or_encoder_is_an_error(stab_probe):
+    with pytest.raises(ValueError, match="unknown pooling"):
+        stab_probe.Probe(8, 2, pool="mean")
+    with pytest.raises(ValueError, match="unknown frame encoder"):
+        stab_probe.FrameEncoder("vit", 8, 4)

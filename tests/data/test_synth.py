@@ -188,3 +188,12 @@ def test_evaluation_answers_are_not_tied_to_the_words_of_their_questions():
             assert max(counts.values()) / total < 0.5, (qtype, word, counts)
             checked += 1
     assert checked >= 20
+
+
+def test_a_set_rebuilds_its_scenes_from_its_manifest(tmp_path, synth_dir):
+    cfg = SynthConfig.from_manifest(synth_dir)
+    assert cfg.seed == json.loads((synth_dir / "manifest.json").read_text())["config"]["seed"]
+    records = json.loads((synth_dir / "train.json").read_text())
+    assert [(s.name, s.kind) for s in build_scenes(cfg)[0]] == [(r["id"], r["scene"]) for r in records]
+    with pytest.raises(FileNotFoundError, match="videopanda data synth --out"):
+        SynthConfig.from_manifest(tmp_path)

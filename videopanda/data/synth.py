@@ -102,6 +102,16 @@ class SynthConfig:
     # Evaluation scenes stay balanced whatever this says.
     train_scene_weights: tuple[float, float, float] = (1.0, 1.0, 1.0)
 
+    @classmethod
+    def from_manifest(cls, folder: str | Path) -> SynthConfig:
+        """The config a synthetic set was written with (its ``manifest.json``), to rebuild its scenes."""
+        path = Path(folder) / "manifest.json"
+        if not path.is_file():
+            raise FileNotFoundError(f"{path}: not found; write the set with `videopanda data synth --out {folder}`")
+        config = dict(json.loads(path.read_text())["config"])
+        config["train_scene_weights"] = tuple(config.get("train_scene_weights", (1.0, 1.0, 1.0)))
+        return cls(**config)
+
     def __post_init__(self) -> None:
         if self.frames % SLOTS or self.frames < SLOTS:
             raise ValueError(f"frames={self.frames} must be a positive multiple of {SLOTS}")
@@ -367,6 +377,29 @@ def build_scenes(cfg: SynthConfig) -> tuple[list[Scene], list[Scene]]:
     for i, balance in enumerate(_eval_balance(cfg)):
         evals.append(make_scene(_scene_rng(cfg.seed, "eval", i), f"eval_{i:05d}", SCENES[i % 3], balance))
     return train, evals
+
+
+def scene_frames(folder: str | Path, scenes: list[Scene], image_size: int, patch_size: int, cells: int | None = None):
+    """The 8 sampled, preprocessed frames of written clips, as training reads them (diagnostics and probes).
+
+    Args:
+        folder: the synthetic set.
+        scenes: which clips (from :func:`build_scenes` of ``SynthConfig.from_manifest(folder)``).
+        image_size, patch_size, cells: the canvas, as :func:`videopanda.data.transforms.preprocess_frames`.
+
+    Returns:
+        (len(scenes), 8, 4, image_size, image_size) float32 tensor.
+    """
+    import torch
+
+    from .transforms import preprocess_frames
+    from .video_io import read_video
+
+    videos = Path(folder) / "videos"
+    return torch.stack(
+        [preprocess_frames(read_video(videos / f"{s.name}.mp4", SLOTS).frames, SLOTS, image_size, patch_size,
+                           cells=cells) for s in scenes]
+    )  # fmt: skip
 
 
 def _eval_balance(cfg: SynthConfig) -> list[dict[str, int]]:
