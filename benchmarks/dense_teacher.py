@@ -31,6 +31,7 @@ import torch
 from torch import nn
 
 from videopanda.data.synth import COLORS, COUNTS, DIRECTIONS, SHAPES, Scene, SynthConfig, build_scenes, scene_frames
+from videopanda.utils.tables import curve_table
 
 IGNORE = -100
 LABELS = {  # label -> classes; colour and shape end with "background", direction with "static", "background"
@@ -163,15 +164,12 @@ def main() -> int:
     lines = [
         f"Dense teacher: {n_train} training / {len(scenes) - n_train} held-out clips, {cfg}",
         "",
-        "| step | train loss | " + " | ".join(f"{name} %" for name in LABELS) + " | seconds |",
-        "|---|---|" + "---|" * len(LABELS) + "---|",
-        *[f"| {s} | {lo:.3f} | " + " | ".join(f"{100 * a:.1f}" for a in accs) + f" | {sec:.0f} |"
-          for s, lo, accs, sec in rows],
+        curve_table(list(LABELS), rows),
         "",
         "held-out accuracy over object patches (direction: of moving objects); chance: colour 1/6, shape 1/4, "
         "direction 1/4, count 1/3, first colour 1/2 (the two colours of the scene)",
         f"saved the teacher to {args.out} (distill.teacher_path)",
-    ]  # fmt: skip
+    ]
     sys.stdout.write("\n".join(lines) + "\n")
     return 0
 

@@ -40,6 +40,7 @@ import torch
 from torch import nn
 
 from videopanda.data.synth import COLORS, COUNTS, DIRECTIONS, SHAPES
+from videopanda.utils.tables import curve_table
 
 REPO = Path(__file__).resolve().parents[1]
 ANSWERS = {  # the answer vocabulary of each probed type, as the synthetic set defines it
@@ -215,11 +216,8 @@ def main() -> int:
     lines = [
         f"STAB probe: {mode}, {n_train} train / {len(labels) - n_train} held-out clips, chance: {chance}",
         "",
-        "| step | train loss | " + " | ".join(f"held-out {t} %" for t in types) + " | seconds |",
-        "|---|---|" + "---|" * len(types) + "---|",
-        *[f"| {s} | {lo:.3f} | " + " | ".join(f"{100 * a:.1f}" for a in accs) + f" | {sec:.0f} |"
-          for s, lo, accs, sec in rows],
-    ]  # fmt: skip
+        curve_table([f"held-out {t}" for t in types], rows),
+    ]
     if args.save:
         from videopanda.data import load_tokenizer
 
