@@ -61,18 +61,12 @@ def patch_labels(frames: torch.Tensor, scenes: list[Scene], patch: int) -> torch
     n, f = frames.shape[:2]
     mean, std = torch.tensor(CLIP_MEAN).view(1, 1, 3, 1, 1), torch.tensor(CLIP_STD).view(1, 1, 3, 1, 1)
     rgb = (frames[:, :, :3] * std + mean) * 255  # (N, F, 3, S, S)
-    cover = torch.stack(
-        [
-            nn.functional.avg_pool2d(
-                ((rgb - torch.tensor(rgb_k, dtype=torch.float32).view(1, 1, 3, 1, 1)).abs().amax(2) < COLOR_TOLERANCE)
-                .float()
-                .flatten(0, 1)[:, None],
-                patch,
-            ).view(n, f, -1)
-            for rgb_k in COLORS.values()
-        ],
-        dim=2,
-    )  # (N, F, K, P): share of each patch's pixels near each palette colour, row-major patches
+    palette = torch.tensor(list(COLORS.values()), dtype=torch.float32)  # (K, 3)
+    cover = []  # per palette colour: (N, F, P) share of each patch's pixels near it, row-major patches
+    for rgb_k in palette:
+        near = ((rgb - rgb_k.view(1, 1, 3, 1, 1)).abs().amax(2) < COLOR_TOLERANCE).float()  # (N, F, S, S)
+        cover.append(nn.functional.avg_pool2d(near.flatten(0, 1)[:, None], patch).view(n, f, -1))
+    cover = torch.stack(cover, dim=2)  # (N, F, K, P)
     best, colour = cover.max(2)  # (N, F, P)
     on_object = best > MIN_COVER  # (N, F, P)
     names = list(COLORS)

@@ -109,7 +109,8 @@ class SynthConfig:
         if not path.is_file():
             raise FileNotFoundError(f"{path}: not found; write the set with `videopanda data synth --out {folder}`")
         config = dict(json.loads(path.read_text())["config"])
-        config["train_scene_weights"] = tuple(config.get("train_scene_weights", (1.0, 1.0, 1.0)))
+        if "train_scene_weights" in config:  # JSON wrote the tuple as a list
+            config["train_scene_weights"] = tuple(config["train_scene_weights"])
         return cls(**config)
 
     def __post_init__(self) -> None:
