@@ -108,6 +108,12 @@ def main() -> int:
     parser.add_argument("--width", type=int, default=128)
     parser.add_argument("--layers", type=int, default=3, help="encoder layers (the features are those of layer -2)")
     parser.add_argument("--image-size", type=int, default=56, help="teacher canvas (the tiny configs use 56)")
+    parser.add_argument(
+        "--patch-size",
+        type=int,
+        default=14,
+        help="teacher patch side; the grid (image size / patch size) must be the student's token grid",
+    )
     parser.add_argument("--lr", type=float, default=1e-3)
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args()
@@ -115,11 +121,14 @@ def main() -> int:
         parser.error(f"--clips {args.clips}: need at least 10 (10% are held out)")
     from videopanda.train.teacher import TeacherConfig, VideoTeacher, save_teacher
 
+    try:
+        cfg = TeacherConfig(width=args.width, num_layers=args.layers, num_heads=4, mlp_dim=2 * args.width,
+                            image_size=args.image_size, patch_size=args.patch_size, num_frames=8)  # fmt: skip
+    except ValueError as err:
+        parser.error(f"teacher sizes: {err}")
     torch.manual_seed(args.seed)
     data = Path(args.data)
     scenes = build_scenes(SynthConfig.from_manifest(data))[0][: args.clips]
-    cfg = TeacherConfig(width=args.width, num_layers=args.layers, num_heads=4, mlp_dim=2 * args.width,
-                        image_size=args.image_size, patch_size=14, num_frames=8)  # fmt: skip
     frames = scene_frames(data, scenes, cfg.image_size, cfg.patch_size, cells=cfg.grid)  # (N, 8, 4, S, S)
     labels = patch_labels(frames, scenes, cfg.patch_size)  # (N, 8, P, len(LABELS))
     teacher = VideoTeacher(cfg).requires_grad_(True)

@@ -74,17 +74,20 @@ def test_object_patches_are_where_the_object_is(dense_teacher):
     assert (labels[0, 0, on_object, 1] == SHAPES.index("square")).all()
 
 
-def test_the_trained_teacher_is_saved_for_distillation(dense_teacher, tmp_path, monkeypatch, capsys):
+@pytest.mark.parametrize("image_size, patch_size", [(56, 14), (112, 28)])  # the same 4x4 grid, two resolutions
+def test_the_trained_teacher_is_saved_for_distillation(dense_teacher, tmp_path, monkeypatch, capsys, image_size,
+                                                       patch_size):  # fmt: skip
     data, out = tmp_path / "synth", tmp_path / "teacher"
     generate(data, SynthConfig(seed=2, train_videos=10, eval_videos=3))
-    argv = ["dense_teacher", "--data", str(data), "--out", str(out), "--steps", "2", "--clips", "10", "--width", "32"]
+    argv = ["dense_teacher", "--data", str(data), "--out", str(out), "--steps", "2", "--clips", "10", "--width", "32",
+            "--image-size", str(image_size), "--patch-size", str(patch_size)]  # fmt: skip
     monkeypatch.setattr(sys, "argv", argv)
     assert dense_teacher.main() == 0
     assert "| 2 |" in capsys.readouterr().out
     teacher = load_teacher(out)
-    assert teacher.cfg.width == 32 and teacher.cfg.image_size == 56
+    assert teacher.cfg.width == 32 and teacher.cfg.image_size == image_size and teacher.cfg.patch_size == patch_size
     assert not any(p.requires_grad for p in teacher.parameters())
-    feats = teacher(torch.randn(1, 8, 4, 56, 56))
+    feats = teacher(torch.randn(1, 8, 4, image_size, image_size))
     assert feats.shape == (1, 8, 16, 32)
     torch.manual_seed(0)  # the script's seed: the same initialisation, before its two optimizer steps
     untrained = VideoTeacher(teacher.cfg).state_dict()
@@ -97,6 +100,13 @@ def test_too_few_clips_is_a_clear_error(dense_teacher, monkeypatch, capsys):
     with pytest.raises(SystemExit):
         dense_teacher.main()
     assert "--clips 3: need at least 10" in capsys.readouterr().err
+
+
+def test_a_canvas_that_is_not_a_multiple_of_the_patch_is_a_clear_error(dense_teacher, monkeypatch, capsys):
+    monkeypatch.setattr(sys, "argv", ["dense_teacher", "--image-size", "112", "--patch-size", "30"])
+    with pytest.raises(SystemExit):
+        dense_teacher.main()
+    assert "teacher sizes: image_size 112 is not a multiple of patch_size 30" in capsys.readouterr().err
 
 
 def test_features_is_forward_with_a_graph():
