@@ -85,6 +85,16 @@ def _judgments(path: Path, task: str, dim: str, scores: list[float], judge: str 
     write_jsonl(path / "judgments.jsonl", rows)
 
 
+def test_records_are_never_fewer_than_the_rows_judged(tmp_path):
+    """Shard files judged into one folder leave judge_run.json with the last file's count (here 1 of 3 rows)."""
+    folder = tmp_path / "run" / "judge-x"
+    _judgments(folder, "vcg_temporal", "temporal", [2, 4, 3])
+    (folder / "judge_run.json").write_text(json.dumps({"task": "vcg_temporal", "dimensions": ["temporal"],
+                                                       "n_expected": 1}))  # fmt: skip
+    (entry,) = aggregate([tmp_path / "run"])["results"]
+    assert (entry["records"], entry["judged"], entry["missing"], entry["score"]) == (3, 3, 0, 3.0)
+
+
 def test_benchmark_average_needs_all_five_dimensions_from_one_judge(tmp_path):
     root = tmp_path / "runs"
     _judgments(root / "generic" / "correctness", "vcg_generic", "correctness", [2, 3])

@@ -43,6 +43,7 @@ def test_valid_qa_replies(reply, pred, score, clamped):
         ('{"pred": "yes", "score": NaN}', "not finite"),
         ("{'pred': __import__('os').getcwd(), 'score': 1}", "neither JSON nor a Python literal"),
         ("{1, 2}", "not a dict"),
+        ('{"pred": "yes", "score": 1' + "0" * 400 + "}", "integer too large"),  # float() overflows on it
     ],
 )
 def test_invalid_replies_raise_with_the_reason(reply, message):

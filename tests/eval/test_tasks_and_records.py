@@ -43,6 +43,13 @@ def test_bad_qa_files_are_errors_that_name_the_file_and_record(tmp_path):
         ([_q(0)], [{"answer": "a"}], "records have no question_id.*--answers-by-position"),
         ([_q(0)], [{"question_id": "q0"}], "test_a.json: record 0: missing key 'answer'"),
         ([_q(0)], [{"answer": ["x"], "question_id": "q0"}], "test_a.json: record 0: 'answer' must be a string"),
+        # the index is the answer's own position in test_a.json, not its question's
+        (
+            [_q(0), _q(1)],
+            [{"answer": "a", "question_id": "q1"}, {"answer": None, "question_id": "q0"}],
+            "test_a.json: record 1: 'answer' must be a string",
+        ),
+        ([_q(0)], [], r"test_a.json: no answer records \(an empty list\) for the 1 questions"),
     ]
     for i, (questions, answers, message) in enumerate(cases):
         root = tmp_path / str(i)
@@ -180,6 +187,24 @@ def test_a_torn_last_line_is_skipped_on_read_and_cut_off_on_append(tmp_path):
     assert path.read_text() == '{"id": 1}\n{"id": 2}\n{"id": 3}\n'
     path.write_text('{"id": 1}\nnot json\n{"id": 2}\n')
     with pytest.raises(RecordError, match=r"x.jsonl:2: not valid JSON"):
+        read_jsonl(path)
+
+
+def test_line_and_paragraph_separators_inside_strings_round_trip(tmp_path):
+    """U+2028/U+2029/U+0085 stay unescaped in the written JSON; only "\\n" ends a row."""
+    path = tmp_path / "x.jsonl"
+    texts = ["a\u2028b", "c\u2029d", "e\x85f", "plain"]
+    with JsonlAppender(path) as out:
+        for i, text in enumerate(texts):
+            out.append({"id": i, "pred": text})
+    assert "\u2028" in path.read_text(encoding="utf-8")  # written raw, so the reader must not split there
+    assert [r["pred"] for r in read_jsonl(path)] == texts
+
+
+def test_a_file_that_is_not_utf8_is_an_error_naming_it(tmp_path):
+    path = tmp_path / "x.jsonl"
+    path.write_bytes(b'{"id": 1, "pred": "\xff"}\n')
+    with pytest.raises(RecordError, match=r"x.jsonl: not UTF-8 text"):
         read_jsonl(path)
 
 

@@ -78,7 +78,9 @@ def summarise_file(path: Path, label: str) -> list[dict]:
         unknown = len(drows) - len(ok) - unparseable - errored
         if unknown:
             raise RecordError(f"{path}: {unknown} rows of dimension {dim} have an unknown status")
-        records = int(meta.get("n_expected", len(drows)))
+        # never fewer than the rows judged: judge_run.json of a folder that several shard files were judged
+        # into holds the last file's count
+        records = max(int(meta.get("n_expected", 0)), len(drows))
         missing = max(0, records - len(drows))
         yes = sum(r.get("pred") == "yes" for r in ok)
         first = drows[0] if drows else {}

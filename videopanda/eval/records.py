@@ -44,7 +44,8 @@ def read_jsonl(path: str | Path, allow_torn_tail: bool = True) -> list[dict]:
         The rows in file order.
 
     Raises:
-        RecordError: a complete line is not a JSON object (names the file and the line number).
+        RecordError: a complete line is not a JSON object (names the file and the line number), or the file is
+            not UTF-8.
     """
     path = Path(path)
     if not path.exists():
@@ -55,8 +56,14 @@ def read_jsonl(path: str | Path, allow_torn_tail: bool = True) -> list[dict]:
         if not allow_torn_tail:
             raise RecordError(f"{path}: the last line is incomplete (a write was cut short)")
         logger.warning("%s: ignoring an incomplete last line (%d bytes; a write was cut short)", path, len(data) - keep)
+    try:
+        text = data[:keep].decode("utf-8")
+    except UnicodeDecodeError as err:
+        raise RecordError(f"{path}: not UTF-8 text ({err})") from err
     rows = []
-    for number, line in enumerate(data[:keep].decode("utf-8").splitlines(), start=1):
+    # split on "\n" only: str.splitlines() also breaks inside JSON strings at U+2028, U+2029 and U+0085, which
+    # json.dumps(ensure_ascii=False) leaves unescaped (a model can generate them)
+    for number, line in enumerate(text.split("\n"), start=1):
         if not line.strip():
             continue
         try:

@@ -222,6 +222,8 @@ def _load_qa(spec: TaskSpec, questions: Path, answers: Path, by_position: bool) 
         if "answer" not in a:
             raise RecordError(f"{answers}: record {i}: missing key 'answer'")
 
+    if not ans:
+        raise RecordError(f"{answers}: no answer records (an empty list) for the {len(qs)} questions of {questions}")
     with_ids = sum("question_id" in a for a in ans)
     if with_ids == 0:
         if not by_position:
@@ -232,7 +234,7 @@ def _load_qa(spec: TaskSpec, questions: Path, answers: Path, by_position: bool) 
         if len(ans) != len(qs):
             raise RecordError(f"{answers}: {len(ans)} answers for {len(qs)} questions in {questions}")
         logger.warning("%s: pairing answers with questions by list position (--answers-by-position)", answers)
-        by_id = dict(zip(ids, ans, strict=True))
+        by_id = {key: (i, a) for i, (key, a) in enumerate(zip(ids, ans, strict=True))}  # id -> (answer index, answer)
     else:
         if with_ids != len(ans):
             raise RecordError(f"{answers}: {len(ans) - with_ids} of {len(ans)} records have no question_id")
@@ -241,7 +243,7 @@ def _load_qa(spec: TaskSpec, questions: Path, answers: Path, by_position: bool) 
             key = _need_str(a["question_id"], answers, i, "question_id")
             if key in by_id:
                 raise RecordError(f"{answers}: duplicate question_id {key!r}")
-            by_id[key] = a
+            by_id[key] = (i, a)
         missing = [k for k in ids if k not in by_id]
         if missing:
             raise RecordError(
@@ -253,14 +255,14 @@ def _load_qa(spec: TaskSpec, questions: Path, answers: Path, by_position: bool) 
 
     records = []
     for i, (q, key) in enumerate(zip(qs, ids, strict=True)):
-        a = by_id[key]
+        j, a = by_id[key]  # j: the answer's own index in its file, for error messages
         meta = {k: v for k, v in a.items() if k not in ("answer", "question_id")}
         records.append(
             EvalRecord(
                 id=key,
                 video_name=_need_str(q["video_name"], questions, i, "video_name"),
                 questions=(_need_str(q["question"], questions, i, "question"),),
-                answer=_need_str(a["answer"], answers, i, "answer"),
+                answer=_need_str(a["answer"], answers, j, "answer"),
                 meta=meta,
             )
         )

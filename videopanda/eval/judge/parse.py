@@ -74,7 +74,10 @@ def _score(value) -> tuple[float, bool]:
         value = float(value)
     if not isinstance(value, (int, float)):
         raise ReplyParseError(f"score {value!r} is not a number")
-    value = float(value)
+    try:
+        value = float(value)
+    except OverflowError:  # an int too large for a float (a JSON integer of hundreds of digits)
+        raise ReplyParseError("score is an integer too large to be a number of points") from None
     if not math.isfinite(value):
         raise ReplyParseError(f"score {value!r} is not finite")
     clamped = min(max(value, SCORE_MIN), SCORE_MAX)
