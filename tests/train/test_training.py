@@ -349,3 +349,58 @@ def test_skipped_bad_videos_are_counted_at_the_end_and_the_run_finishes(synth_di
     assert err.count("skipped bad sample(s)") == 2
     assert "skipped 2 bad sample(s) in total out of 24 samples" in err
     assert (out / "model.safetensors").is_file()
+
+
+def test_gradient_accumulation_windows_end_with_the_epoch(synth_dir, tmp_path):
+    """24 records in micro-batches of 2 with grad_accum 5: each epoch is 3 steps (5 + 5 + 2 micro-batches), the last
+    one short, so no step mixes two epochs and two epochs read exactly 48 samples."""
+    out = tmp_path / "run"
+    args = loop_overrides(synth_dir, out, "optim.max_steps=0", "optim.epochs=2", "optim.batch_size=2",
+                          "optim.grad_accum=5", "checkpoint.every_steps=1", "checkpoint.keep_last=10",
+                          "logging.tensorboard=false")  # fmt: skip
+    assert main([str(CONFIGS / "train" / "tiny_finetune.yaml"), *args]) == 0
+    states = {
+        int(p.name.split("-")[1]): json.loads((p / "train_state.json").read_text()) for p in out.glob("checkpoint-*")
+    }
+    got = {step: (s["epoch"], s["consumed"], s["samples"]) for step, s in states.items()}
+    # (epoch, samples consumed in it, samples in total) after each step; the run's last step (6) is not checkpointed
+    assert got == {1: (0, 10, 10), 2: (0, 20, 20), 3: (0, 24, 24), 4: (1, 10, 34), 5: (1, 20, 44)}
+
+
+def test_a_max_minutes_stop_saves_its_step_once_and_resumes_from_it(synth_dir, tmp_path, capsys):
+    out = tmp_path / "run"
+    args = loop_overrides(synth_dir, out, "optim.max_steps=3", "optim.batch_size=2", "checkpoint.every_steps=1",
+                          "logging.tensorboard=false")  # fmt: skip
+    assert main([str(CONFIGS / "train" / "tiny_finetune.yaml"), *args, "max_minutes=1e-9"]) == 0
+    err = capsys.readouterr().err
+    assert "max_minutes=1e-09 reached at step 1" in err
+    # step 1 was due anyway: saved once, not replaced by a second save (which would delete the complete one first)
+    assert err.count("saved resumable checkpoint") == 1
+    assert sorted(p.name for p in out.glob("checkpoint-*")) == ["checkpoint-1"]
+    assert main([str(CONFIGS / "train" / "tiny_finetune.yaml"), *args]) == 0
+    assert "at step 1 (epoch 0, sample 2)" in capsys.readouterr().err  # resumed there
+
+
+def test_checkpoints_of_an_earlier_run_never_push_out_the_new_one(tmp_path):
+    from videopanda.train.checkpoint import _prune
+
+    for step in (600, 800, 200):  # 600 and 800 left by an earlier run; 200 just saved by a run that did not resume
+        (tmp_path / f"checkpoint-{step}").mkdir()
+    (tmp_path / "checkpoint-900.tmp").mkdir()  # never counted
+    _prune(tmp_path, 2, tmp_path / "checkpoint-200")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["checkpoint-200", "checkpoint-800", "checkpoint-900.tmp"]
+    _prune(tmp_path, 1, tmp_path / "checkpoint-200")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["checkpoint-200", "checkpoint-900.tmp"]
+
+
+@pytest.mark.parametrize(
+    "override, message",
+    [
+        ("logging.every_steps=0", "logging.every_steps must be >= 1"),
+        ("checkpoint.keep_last=0", "checkpoint.keep_last must be >= 1"),
+        ("checkpoint.every_steps=-1", "checkpoint.every_steps must be >= 0"),
+    ],
+)
+def test_bad_cadences_are_config_errors(override, message):
+    with pytest.raises(Exception, match=message):
+        load_config(TrainConfig, CONFIGS / "train" / "tiny_finetune.yaml", [override])

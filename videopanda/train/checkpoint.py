@@ -76,7 +76,7 @@ def save_checkpoint(accelerator, output_dir: str | Path, state: TrainState, keep
         if final.exists():
             shutil.rmtree(final)
         tmp.rename(final)
-        _prune(output_dir, keep_last)
+        _prune(output_dir, keep_last, final)
         logger.info("saved resumable checkpoint %s", final)
     accelerator.wait_for_everyone()
     return final
@@ -87,9 +87,16 @@ def load_train_state(path: Path, rank: int) -> TrainState:
     return TrainState(**json.loads((own if own.is_file() else path / "train_state.json").read_text()))
 
 
-def _prune(output_dir: str | Path, keep_last: int) -> None:
+def _prune(output_dir: str | Path, keep_last: int, newest: Path) -> None:
+    """Keep the ``keep_last`` newest checkpoints: ``newest`` (just saved) first, then by step.
+
+    Ranking the one just saved first matters when the folder still holds higher-step checkpoints of an earlier run
+    (``checkpoint.resume: false``): they are stale, and pruning by step alone would delete the new one instead.
+    """
     done = sorted(
-        (int(p.name[len(PREFIX) :]), p) for p in Path(output_dir).glob(f"{PREFIX}*") if p.name[len(PREFIX) :].isdigit()
+        (p == newest, int(p.name[len(PREFIX) :]), p)
+        for p in Path(output_dir).glob(f"{PREFIX}*")
+        if p.name[len(PREFIX) :].isdigit()
     )
-    for _, path in done[: max(0, len(done) - max(1, keep_last))]:
+    for *_, path in done[: max(0, len(done) - max(1, keep_last))]:
         shutil.rmtree(path, ignore_errors=True)

@@ -113,12 +113,22 @@ class CheckpointConfig:
     keep_last: int = 1  # resumable checkpoints kept (older ones are deleted)
     resume: bool = True  # continue from the newest complete checkpoint in output_dir
 
+    def __post_init__(self) -> None:
+        if self.every_steps < 0:
+            raise ValueError(f"checkpoint.every_steps must be >= 0 (0 = only at the end), got {self.every_steps}")
+        if self.keep_last < 1:
+            raise ValueError(f"checkpoint.keep_last must be >= 1, got {self.keep_last}")
+
 
 @dataclass
 class LoggingConfig:
     every_steps: int = 1
     tensorboard: bool = True
     progress: bool = True  # a progress bar on rank 0
+
+    def __post_init__(self) -> None:
+        if self.every_steps < 1:
+            raise ValueError(f"logging.every_steps must be >= 1, got {self.every_steps}")
 
 
 @dataclass

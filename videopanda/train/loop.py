@@ -335,7 +335,15 @@ def train(cfg: TrainConfig) -> Path:
         accelerator.init_trackers("tb")
 
     state = TrainState()
-    latest = find_latest(out) if cfg.checkpoint.resume else None
+    latest = find_latest(out)
+    if latest is not None and not cfg.checkpoint.resume:
+        logger.warning(
+            "checkpoint.resume=false: starting from scratch; the checkpoints already in %s (newest %s) are replaced "
+            "as this run saves its own",
+            out,
+            latest.name,
+        )
+        latest = None
     if latest is not None:
         accelerator.load_state(str(latest))  # model, optimizer, scheduler, RNG of every rank
         state = load_train_state(latest, accelerator.process_index)
@@ -359,12 +367,20 @@ def train(cfg: TrainConfig) -> Path:
     start = time.time()
     window = _Window()
     stopped_early = False
+    saved_step = -1  # the step of the last checkpoint this run wrote
     while state.step < total_steps and not stopped_early:
         sampler.set_epoch(state.epoch)
         dataset.set_epoch(state.epoch)
         sampler.skip(state.consumed)  # resume mid-epoch: same order, the consumed samples skipped
-        for batch in loader:
+        last = len(loader) - 1  # this epoch's last micro-batch on this rank (after the skip)
+        for i, batch in enumerate(loader):
             batch = _to_device(batch, accelerator.device)
+            if i == last:
+                # The epoch's last micro-batch closes the accumulation window even when it is short, as with a
+                # prepared DataLoader (ours is not prepared: the sampler shards by rank itself), so that no window
+                # mixes two epochs and an epoch is the steps_per_epoch counted above. `accumulate` counts
+                # micro-batches in `accelerator.step` and syncs when it reaches a multiple of grad_accum.
+                accelerator.step = -1 % accelerator.gradient_accumulation_steps
             with accelerator.accumulate(task):
                 teacher_features = None
                 if teacher is not None and batch.get("teacher_pixel_values_videos") is not None:
@@ -393,6 +409,7 @@ def train(cfg: TrainConfig) -> Path:
             scheduler.step()
             if cfg.checkpoint.every_steps and state.step % cfg.checkpoint.every_steps == 0 and state.step < total_steps:
                 save_checkpoint(accelerator, out, state, cfg.checkpoint.keep_last)
+                saved_step = state.step
             if cfg.max_minutes and _any_rank(accelerator, time.time() - start > 60 * cfg.max_minutes):
                 logger.warning("max_minutes=%s reached at step %d: saving and stopping", cfg.max_minutes, state.step)
                 stopped_early = True
@@ -404,7 +421,7 @@ def train(cfg: TrainConfig) -> Path:
     if progress is not None:
         progress.close()
     _log_skipped_total(accelerator, state.skipped, state.samples)
-    if stopped_early:
+    if stopped_early and saved_step != state.step:  # saving the same step again would replace a complete one
         save_checkpoint(accelerator, out, state, cfg.checkpoint.keep_last)
     save_model(accelerator, task, tokenizer, out)
     if cfg.distributed.verify_sync:
