@@ -9,6 +9,7 @@ import pytest
 
 from tests.conftest import TINY_LLM, tiny_model_config
 from videopanda.chat import VideoChat, main
+from videopanda.data.errors import DataError
 from videopanda.data.synth import write_mp4
 from videopanda.data.tokenizer import train_tokenizer
 from videopanda.model import build_model
@@ -62,3 +63,18 @@ def test_chat_command_reports_a_missing_video(saved_model, capsys):
     code = main(["--model", str(saved_model / "model"), "--video", str(saved_model / "nope.mp4"), "--question", "x"])
     assert code == 2
     assert "nope.mp4" in capsys.readouterr().err
+
+
+def test_a_bad_question_is_a_clear_error_not_a_traceback(saved_model, capsys):
+    args = ["--model", str(saved_model / "model"), "--video", str(saved_model / "clip.mp4"), "--max-new-tokens", "4"]
+    assert main([*args, "--question", "<video> and <video>?"]) == 2
+    err = capsys.readouterr().err
+    assert "videopanda chat: a video sample needs exactly one <video> placeholder, found 2 <video>" in err
+    assert "Traceback" not in err
+
+
+def test_a_conversation_past_the_context_is_refused_before_generating(saved_model):
+    chat = VideoChat(saved_model / "model", saved_model / "clip.mp4", num_frames=8, max_new_tokens=1020)
+    with pytest.raises(DataError, match=r"new ones would pass the model's context of 1024 tokens"):
+        chat.ask("what colour is the circle?")
+    assert chat.history == []

@@ -83,6 +83,12 @@ class VideoChat:
         ids = build_inference_prompt(
             self.tokenizer, question, self.processor.data_cfg.template, self.counts, self.modality, self.history
         )
+        limit = self.model.config.text_config.max_position_embeddings
+        if len(ids) + self.max_new_tokens > limit:
+            raise DataError(
+                f"the conversation is {len(ids)} tokens, and {self.max_new_tokens} new ones would pass the model's "
+                f"context of {limit} tokens: lower --max-new-tokens or --num-frames, or start a new chat"
+            )
         input_ids = torch.tensor([ids])
         streamer = _StreamTo(self.tokenizer, stream) if stream is not None else None
         out = self.model.generate(
@@ -119,7 +125,11 @@ def main(argv: list[str] | None = None) -> int:
         sys.stderr.write(f"videopanda chat: {err}\n")
         return 2
     if args.question is not None:
-        chat.ask(args.question, stream=sys.stdout)
+        try:
+            chat.ask(args.question, stream=sys.stdout)
+        except (DataError, ValueError) as err:
+            sys.stderr.write(f"videopanda chat: {err}\n")
+            return 2
         return 0
     sys.stdout.write(f"Chatting about {args.video or args.image or 'nothing (text only)'}. Empty line to quit.\n")
     while True:
@@ -131,4 +141,7 @@ def main(argv: list[str] | None = None) -> int:
         if question.lower() in ("", "exit", "quit"):
             return 0
         sys.stdout.write("panda> ")
-        chat.ask(question, stream=sys.stdout)
+        try:
+            chat.ask(question, stream=sys.stdout)
+        except (DataError, ValueError) as err:  # a bad question ends neither the chat nor its history
+            sys.stdout.write(f"\n(not answered: {err})\n")

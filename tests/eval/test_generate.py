@@ -224,3 +224,13 @@ def test_video_chatgpt_benchmark_scripts_generate_three_tasks_and_judge_five_dim
 @pytest.mark.parametrize("name", sorted(p.name for p in (REPO / "scripts" / "eval").glob("*.sh")))
 def test_eval_scripts_parse(name):
     assert subprocess.run(["bash", "-n", str(REPO / "scripts" / "eval" / name)]).returncode == 0
+
+
+def test_a_prompt_that_leaves_no_room_for_the_answer_is_an_error_row(assets, tmp_path, capsys):
+    # The tiny model's context is 1024 positions: no prompt fits with 1020 new tokens after it.
+    assert main(_generate(assets, tmp_path / "long", max_new_tokens="1020")) == 0
+    rows = read_rows(tmp_path / "long" / "predictions.jsonl")
+    readable = [r for r in rows if r["id"] not in ("q8", "q9", "q10", "q11")]  # the others' videos are bad
+    assert readable and all(r["error"].startswith("ContextTooLong: the prompt is") for r in readable)
+    assert all("max_new_tokens=1020; the LLM's context is 1024" in r["error"] for r in readable)
+    assert all(r["pred"] is None for r in rows)

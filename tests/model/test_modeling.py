@@ -166,6 +166,27 @@ def test_generate_with_and_without_cache_gives_the_same_tokens(model):
     assert torch.equal(cached[1, -6:], single[0, -6:])  # left padding does not change the answer
 
 
+def test_a_cache_passed_as_past_key_values_is_used(model):
+    """transformers' older keyword for the cache: a decoding step with it equals the full forward pass."""
+    ids = torch.randint(3, 128, (1, 12))
+    with torch.no_grad():
+        full = model(input_ids=ids).logits[:, -1]
+        prefix = model(input_ids=ids[:, :-1], use_cache=True)
+        step = model(input_ids=ids[:, -1:], past_key_values=prefix.cache, use_cache=True).logits[:, -1]
+    torch.testing.assert_close(step, full)
+
+
+def test_a_sequence_longer_than_the_context_is_a_clear_error(model):
+    limit = model.config.text_config.max_position_embeddings
+    with torch.no_grad():
+        model(input_ids=torch.randint(3, 128, (1, limit)))  # exactly the context: fine
+        with pytest.raises(ValueError, match=rf"{limit + 1} tokens is longer than the LLM's context"):
+            model(input_ids=torch.randint(3, 128, (1, limit + 1)))
+        prefix = model(input_ids=torch.randint(3, 128, (1, limit - 1)), use_cache=True)  # the cache counts too
+        with pytest.raises(ValueError, match=rf"{limit + 1} tokens"):
+            model(input_ids=torch.randint(3, 128, (1, 2)), cache=prefix.cache)
+
+
 def test_save_and_load_round_trip_bit_exactly_in_safetensors(model, tmp_path):
     model.save_pretrained(tmp_path)
     assert (tmp_path / "model.safetensors").is_file()

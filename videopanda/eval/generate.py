@@ -218,6 +218,19 @@ class Generator:
                         errors[r.id] = f"{type(err).__name__}: {err}"
                 ok = [r for r in ok if r.id not in errors]
                 inputs = build(ok) if ok else None
+        if inputs is not None:  # a prompt leaving no room for the answer in the context is that record's error
+            limit = self.model.config.text_config.max_position_embeddings
+            budget = limit - self.settings.max_new_tokens
+            owners = [r for r in ok for _ in r.questions]  # one row per question, in build() order
+            for r, n in zip(owners, inputs["attention_mask"].sum(1).tolist(), strict=True):
+                if n > budget:
+                    errors[r.id] = (
+                        f"ContextTooLong: the prompt is {n} tokens and max_new_tokens={self.settings.max_new_tokens}; "
+                        f"the LLM's context is {limit} (use fewer frames or a smaller max_new_tokens)"
+                    )
+            if any(r.id in errors for r in ok):
+                ok = [r for r in ok if r.id not in errors]
+                inputs = build(ok) if ok else None
         return PreparedBatch(records=records, ok=ok, inputs=inputs, errors=errors)
 
     def answer(self, inputs: dict) -> list[str]:

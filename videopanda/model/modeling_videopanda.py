@@ -208,6 +208,13 @@ class VideoPandaModel(VideoPandaPreTrainedModel):
                     video_tokens = tokens
                 else:
                     image_tokens = tokens
+        limit = self.config.text_config.max_position_embeddings
+        length = (cache.get_seq_length() if cache is not None else 0) + inputs_embeds.shape[1]
+        if length > limit:  # RoPE would run past the positions the LLM was trained on, silently
+            raise ValueError(
+                f"a sequence of {length} tokens is longer than the LLM's context (max_position_embeddings={limit}); "
+                "use fewer frames or a shorter prompt"
+            )
         outputs = self.language_model(
             inputs_embeds=inputs_embeds,
             attention_mask=attention_mask,
@@ -273,7 +280,9 @@ class VideoPandaForConditionalGeneration(VideoPandaPreTrainedModel, GenerationMi
             logits_to_keep: if > 0, compute logits only for the last ``logits_to_keep`` positions.
             Others: see :meth:`VideoPandaModel.forward`.
         """
-        kwargs.pop("past_key_values", None)
+        legacy_cache = kwargs.pop("past_key_values", None)  # transformers' older name for `cache`, still accepted
+        if cache is None:
+            cache = legacy_cache
         outputs = self.model(
             input_ids=input_ids,
             pixel_values_videos=pixel_values_videos,
