@@ -84,6 +84,21 @@ def test_jsonl_bad_line_is_one_problem_and_the_rest_loads(tmp_path, media):
     assert "malformed JSON" in report.problems[0].reason
 
 
+def test_jsonl_strings_may_hold_line_and_paragraph_separators(tmp_path, media):
+    """JSON allows U+2028/U+2029/U+0085 raw inside strings; only "\\n" ends a JSONL record."""
+    import json
+
+    texts = ["a\u2028b", "c\u2029d", "e\x85f"]
+    rows = [text_record(f"t{i}") for i in range(3)]
+    for row, text in zip(rows, texts, strict=True):
+        row["conversations"][1]["value"] = text
+    path = tmp_path / "sep.jsonl"
+    path.write_text("\n".join(json.dumps(r, ensure_ascii=False) for r in rows) + "\n", encoding="utf-8")
+    records, report = load_records(path, media)
+    assert not report.problems and [r.id for r in records] == ["t0", "t1", "t2"]
+    assert [r.line for r in records] == [1, 2, 3]
+
+
 def test_check_command_prints_the_report_and_fails_on_problems(tmp_path, media, capsys):
     good = write_json(tmp_path / "good.json", [video_record("v", "a.mp4"), text_record("t")])
     assert data_main(["check", str(good), "--media-root", str(media)]) == 0

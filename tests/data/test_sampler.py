@@ -82,6 +82,8 @@ def test_resume_mid_epoch_continues_with_the_same_samples():
     assert len(resumed) == len(order) - 12
     assert list(resumed) == order[12:]
     assert list(resumed) == order  # the skip applies once
+    with pytest.raises(TypeError):
+        full.state_dict()  # only the caller knows what it used: a DataLoader draws indices ahead of its batches
 
 
 def test_drop_last_and_bad_arguments():

@@ -76,6 +76,29 @@ def test_gif_goes_to_pyav_under_auto_and_decord_refuses_it_clearly(tmp_path):
         read_video(path, 4, decoder="decord")
 
 
+def test_pyav_reads_a_stream_that_changes_resolution_at_the_first_frame_size(tmp_path):
+    """Two MPEG-TS streams joined (64x48, then 128x96): every frame comes out at 64x48, as decord returns it."""
+    import av
+
+    parts = []
+    for name, (h, w), level in (("a.ts", (48, 64), 40), ("b.ts", (96, 128), 200)):
+        with av.open(str(tmp_path / name), "w", format="mpegts") as container:
+            stream = container.add_stream("mpeg2video", rate=8)
+            stream.height, stream.width, stream.pix_fmt = h, w, "yuv420p"
+            for _ in range(16):
+                frame = av.VideoFrame.from_ndarray(np.full((h, w, 3), level, np.uint8), format="rgb24")
+                for packet in stream.encode(frame):
+                    container.mux(packet)
+            for packet in stream.encode():
+                container.mux(packet)
+        parts.append((tmp_path / name).read_bytes())
+    (tmp_path / "mixed.ts").write_bytes(b"".join(parts))
+    video = read_video(tmp_path / "mixed.ts", 8, decoder="pyav")
+    assert tuple(video.frames.shape) == (8, 48, 64, 3)
+    levels = video.frames.float().mean(dim=(1, 2, 3))
+    assert levels[0] < 80 and levels[-1] > 160  # frames from both parts
+
+
 def test_folder_of_frames_is_read_in_natural_order(tmp_path):
     folder = tmp_path / "frames"
     folder.mkdir()

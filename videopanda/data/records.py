@@ -126,7 +126,8 @@ def read_annotation_file(path: str | Path) -> tuple[list[tuple[int | None, objec
     text = path.read_text(encoding="utf-8")
     if path.suffix.lower() == ".jsonl" or _looks_like_jsonl(text):
         entries, problems = [], []
-        for lineno, raw_line in enumerate(text.splitlines(), start=1):
+        # "\n" only: str.splitlines() also breaks at U+2028/U+2029/U+0085, which JSON allows raw inside strings
+        for lineno, raw_line in enumerate(text.split("\n"), start=1):
             if not raw_line.strip():
                 continue
             try:
@@ -145,7 +146,7 @@ def read_annotation_file(path: str | Path) -> tuple[list[tuple[int | None, objec
 
 def _looks_like_jsonl(text: str) -> bool:
     """A ``.json`` file whose first line is a complete object and that has a second one is JSON Lines."""
-    lines = [line for line in text.splitlines() if line.strip()]
+    lines = [line for line in text.split("\n") if line.strip()]
     if len(lines) < 2 or not lines[0].lstrip().startswith("{"):
         return False
     try:

@@ -142,11 +142,15 @@ class ModalityLengthGroupedSampler(Sampler[int]):
             self.consumed = 0
         self.epoch = epoch
 
-    def state_dict(self, consumed: int | None = None) -> dict:
-        """Position to resume from: the epoch and how many samples of this rank's shard were consumed."""
+    def state_dict(self, consumed: int) -> dict:
+        """Position to resume from: the epoch and ``consumed``, the samples of this rank's shard the caller used.
+
+        The caller counts them: the sampler cannot, since a DataLoader draws indices ahead of the batches it hands
+        out (prefetching), and ``self.consumed`` is only a skip still to apply.
+        """
         return {
             "epoch": self.epoch,
-            "consumed": int(self.consumed if consumed is None else consumed),
+            "consumed": int(consumed),
             "seed": self.seed,
             "num_replicas": self.num_replicas,
         }

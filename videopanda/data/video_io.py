@@ -249,11 +249,13 @@ def _read_pyav(path: Path, num_frames: int, sample_fps: float, num_threads: int)
         wanted = {int(i): k for k, i in enumerate(indices)}
         last_wanted = int(indices[-1])
         picked: dict[int, object] = {}
-        decoded, last_frame, error = 0, None, None
+        decoded, last_frame, error, size = 0, None, None, None
         try:
             for frame in container.decode(stream):
+                # Every frame at the first frame's size, as decord does: a stream can change resolution midway.
+                size = size or {"width": frame.width, "height": frame.height}
                 if decoded in wanted:
-                    picked[decoded] = frame.to_ndarray(format="rgb24")  # (H, W, 3) uint8
+                    picked[decoded] = frame.to_ndarray(format="rgb24", **size)  # (H, W, 3) uint8
                 last_frame = frame
                 decoded += 1
                 if decoded > last_wanted:
@@ -270,7 +272,7 @@ def _read_pyav(path: Path, num_frames: int, sample_fps: float, num_threads: int)
             reason = f"truncated or corrupt: the header says {total} frames, decoding stopped after {decoded}{detail}"
             raise VideoReadError(path, reason)
         # A header that over-counts by a frame or two: the last decoded frame stands in for the missing ones.
-        fill = last_frame.to_ndarray(format="rgb24")
+        fill = last_frame.to_ndarray(format="rgb24", **size)
         logger.debug("%s: header says %d frames, %d decoded; last frame repeated", path, total, decoded)
         for i in indices:
             picked.setdefault(int(i), fill)
