@@ -6,7 +6,8 @@ import torch
 
 
 def assert_stab_starts_from_our_init(stab) -> None:
-    """Identity LSTE and GSTRA outputs, alpha = 0.5 (zero tensors), kaiming-uniform DPE, random GSTRA input."""
+    """Identity LSTE and GSTRA outputs, alpha = 0.5 (zero tensors), kaiming-uniform DPE, torch-default LSTE bottleneck
+    convs, random GSTRA input."""
     for zero in (
         stab.lste.temporal[3].weight,
         stab.lste.temporal[3].bias,
@@ -18,4 +19,8 @@ def assert_stab_starts_from_our_init(stab) -> None:
     ):
         assert torch.count_nonzero(zero) == 0
     assert stab.lste.dpe.weight.std() > 0.05  # torch's kaiming-uniform, not N(0, 0.02)
+    for conv in (stab.lste.temporal[1], stab.lste.temporal[2]):  # torch's default Conv3d init, bias included
+        bound = conv.weight[0].numel() ** -0.5
+        assert conv.weight.abs().max() <= bound and conv.weight.std() > 0.4 * bound  # uniform(-b, b): std b/sqrt(3)
+        assert conv.bias.abs().max() <= bound and torch.count_nonzero(conv.bias) == conv.bias.numel()
     assert torch.count_nonzero(stab.gstra.in_proj_weight) > 0

@@ -35,7 +35,9 @@ class LSTE(nn.Module):
             nn.Conv3d(reduced_width, reduced_width, kernel_size=(3, 1, 1), padding=(1, 0, 0), groups=reduced_width),
             nn.Conv3d(reduced_width, width, kernel_size=1),  # zero-initialised: the block starts as identity
         )
-        self.temporal[3].init_scheme = "zeros"  # read by VideoPandaPreTrainedModel._init_weights
+        self.temporal[1].init_scheme = "torch_conv"  # read by VideoPandaPreTrainedModel._init_weights: the
+        self.temporal[2].init_scheme = "torch_conv"  # reference never re-initialises these two (§1.6)
+        self.temporal[3].init_scheme = "zeros"
         self.dpe = nn.Conv3d(width, width, kernel_size=3, padding=1, groups=width) if use_dpe else None
         if self.dpe is not None:
             self.dpe.init_scheme = "torch_default"  # torch's kaiming-uniform weight, zero bias (§1.6)

@@ -83,7 +83,8 @@ class VideoPandaPreTrainedModel(PreTrainedModel):
         Blocks mark layers that need a special init with an ``init_scheme`` attribute. The zero-inits are the ones
         the paper and the reference's module code intend (DECISIONS.md): LSTE's output conv and GSTRA's output
         projections start at zero, so at init both blocks pass features through. The DPE keeps torch's kaiming-uniform
-        weight with a zero bias, as the reference run had it (§1.6).
+        weight with a zero bias, and LSTE's bottleneck and depthwise temporal convs keep torch's whole default
+        (kaiming-uniform weight, uniform bias), as the reference run had them (§1.6: its init touched no Conv3d).
         Parameters loaded from a checkpoint are flagged by transformers and left untouched.
         """
         super()._init_weights(module)
@@ -94,6 +95,10 @@ class VideoPandaPreTrainedModel(PreTrainedModel):
         elif scheme == "torch_default":
             init.kaiming_uniform_(module.weight, a=math.sqrt(5))
             init.zeros_(module.bias)
+        elif scheme == "torch_conv":  # nn.Conv3d.reset_parameters
+            init.kaiming_uniform_(module.weight, a=math.sqrt(5))
+            bound = module.weight[0].numel() ** -0.5  # 1 / sqrt(fan_in)
+            init.uniform_(module.bias, -bound, bound)
         elif isinstance(module, GSTRA):
             init.zeros_(module.query)
             init.xavier_uniform_(module.in_proj_weight)
