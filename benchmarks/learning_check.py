@@ -72,8 +72,8 @@ def main() -> int:
         if args.only and name != args.only:
             continue
         extra = {"prealign": args.prealign, "finetune": args.finetune}
-        rows[name] = run(out / f"model{i}", seed=args.seed, progress=False, model_config=model_config, data=data,
-                         overrides=extra)  # fmt: skip
+        rows[name] = run(out / f"model{i}", seed=args.seed, progress=False, model_config=str(REPO / model_config),
+                         data=data, overrides=extra)  # fmt: skip
     chance = json.loads((data / "chance.json").read_text())
     result = table(rows, chance, args.margin)
     threads = torch.get_num_threads()

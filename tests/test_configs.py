@@ -75,3 +75,24 @@ def test_exponent_floats_without_a_dot_are_numbers():
     assert cfg.stage.lr_stab == pytest.approx(3e-3) and cfg.stage.lr == pytest.approx(2e-4)
     with pytest.raises(ConfigError, match=r"stage\.lr_stab"):
         load_config(TrainConfig, CONFIGS / "train" / "tiny_finetune.yaml", ["stage.lr_stab=fast"])
+
+
+def test_override_values_that_yaml_would_cut_or_nest_stay_plain_paths():
+    from videopanda.train.config import TrainConfig
+
+    finetune = CONFIGS / "train" / "tiny_finetune.yaml"
+    cfg = load_config(TrainConfig, finetune, ["output_dir=runs/trial #2", "data.root=/data/set: v2"])
+    assert cfg.output_dir == "runs/trial #2" and cfg.data.root == "/data/set: v2"
+    # flow style and quotes are still YAML
+    cfg = load_config(TrainConfig, finetune, ["stage.trainable=[stab, projector]", "output_dir='a #b'"])
+    assert cfg.stage.trainable == ["stab", "projector"] and cfg.output_dir == "a #b"
+
+
+def test_literal_options_spelled_like_yaml_booleans_are_accepted():
+    """YAML 1.1 reads `no` as false: `distributed.mixed_precision=no` must still mean the option "no"."""
+    from videopanda.train.config import TrainConfig
+
+    prealign = CONFIGS / "train" / "prealign.yaml"  # sets bf16
+    assert load_config(TrainConfig, prealign, ["distributed.mixed_precision=no"]).distributed.mixed_precision == "no"
+    with pytest.raises(ConfigError, match=r"distributed\.mixed_precision: True is not one of"):
+        load_config(TrainConfig, prealign, ["distributed.mixed_precision=yes"])

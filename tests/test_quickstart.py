@@ -7,7 +7,8 @@ import json
 from videopanda.quickstart import main
 
 
-def test_quickstart_fast_runs_end_to_end(tmp_path, capsys):
+def test_quickstart_fast_runs_end_to_end(tmp_path, capsys, monkeypatch):
+    monkeypatch.chdir(tmp_path)  # from outside the repository: no path may depend on the working directory
     out = tmp_path / "qs"
     assert main(["--fast", "--out", str(out), "--no-progress"]) == 0
     results = json.loads((out / "results.json").read_text())

@@ -74,7 +74,7 @@ def apply_overrides(data: dict, overrides: Iterable[str]) -> dict:
             raise ConfigError(f"override {item!r}: expected key.sub=value")
         key, raw = item.split("=", 1)
         try:
-            value = yaml.safe_load(raw) if raw != "" else ""
+            value = _override_value(raw)
         except yaml.YAMLError as err:
             raise ConfigError(f"override {item!r}: value is not valid YAML: {err}") from err
         parts = key.strip().split(".")
@@ -86,6 +86,20 @@ def apply_overrides(data: dict, overrides: Iterable[str]) -> dict:
             node = child
         node[parts[-1]] = value
     return data
+
+
+def _override_value(raw: str) -> Any:
+    """An override's value: YAML, except where YAML would cut or nest a plain path (``runs/trial #2``, ``/data/a: b``).
+
+    A value in flow style or quotes (``[a, b]``, ``{k: v}``, ``'...'``) is always YAML.
+    """
+    if raw == "":
+        return ""
+    value = yaml.safe_load(raw)
+    text = raw.strip()
+    if not text.startswith(("[", "{", "'", '"')) and (" #" in raw or text.startswith("#") or isinstance(value, dict)):
+        return raw
+    return value
 
 
 def _type_name(tp: Any) -> str:
@@ -114,6 +128,8 @@ def _coerce(value: Any, tp: Any, key: str, source: str) -> Any:
                 errors.append(str(err))
         raise ConfigError(f"{source}: {key}: {value!r} does not match {_type_name(tp)}")
     if origin is typing.Literal:
+        if isinstance(value, bool):  # YAML 1.1 reads no/off/yes/on as booleans: back to the option spelled so
+            value = next((a for a in args if isinstance(a, str) and yaml.safe_load(a) is value), value)
         if value not in args:
             raise ConfigError(f"{source}: {key}: {value!r} is not one of {list(args)}")
         return value

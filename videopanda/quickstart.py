@@ -81,7 +81,8 @@ def run(
     t1 = time.time()
     prealign = out / "prealign"
     if not (prealign / "model.safetensors").is_file():
-        model = [f"model.config={model_config}"] if model_config else []
+        # absolute: the stage YAML's own model.config is relative to the repository, not to where this runs
+        model = [f"model.config={model_config or CONFIGS / 'model' / 'tiny.yaml'}"]
         _stage(
             "tiny_prealign.yaml",
             [*common, f"output_dir={prealign}", f"model.tokenizer={data / 'tokenizer'}", *model, *extra["prealign"]],

@@ -81,3 +81,23 @@ def test_unknown_stage_is_an_error():
 @pytest.mark.parametrize("name", ["prealign.sh", "pretrain.sh", "finetune.sh", "common.sh", "slurm_all_stages.sbatch"])
 def test_scripts_parse(name):
     assert subprocess.run(["bash", "-n", str(SCRIPTS / name)]).returncode == 0
+
+
+def test_the_slurm_chain_gives_init_from_to_prealign_only(tmp_path):
+    """Stub scontrol/srun: each stage's dry-run command shows where it starts from."""
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    (bin_dir / "scontrol").write_text("#!/usr/bin/env bash\necho node0\n")
+    (bin_dir / "srun").write_text('#!/usr/bin/env bash\nshift\nSLURM_NODEID=0 "$@"\n')  # drop --kill-on-bad-exit
+    for stub in bin_dir.iterdir():
+        stub.chmod(0o755)
+    base = {k: v for k, v in os.environ.items() if k not in ("NNODES", "MASTER_PORT", "DATA_ROOT", "RUN_ROOT")}
+    env = base | {"PATH": f"{bin_dir}:{os.environ['PATH']}", "DRY_RUN": "1", "GPUS_PER_NODE": "1",
+                  "PYTHON": "python", "SLURM_JOB_NODELIST": "node0", "SLURM_SUBMIT_DIR": str(REPO),
+                  "RUN_ROOT": str(tmp_path / "runs"), "INIT_FROM": "/ckpt/custom_eve"}  # fmt: skip
+    proc = subprocess.run(["bash", str(SCRIPTS / "slurm_all_stages.sbatch")], env=env, capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr
+    starts = [part for part in shlex.split(proc.stdout) if part.startswith("model.init_from=")]
+    runs = tmp_path / "runs"
+    assert starts == ["model.init_from=/ckpt/custom_eve", f"model.init_from={runs}/prealign",
+                      f"model.init_from={runs}/pretrain"]  # fmt: skip

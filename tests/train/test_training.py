@@ -371,14 +371,16 @@ def test_a_max_minutes_stop_saves_its_step_once_and_resumes_from_it(synth_dir, t
     out = tmp_path / "run"
     args = loop_overrides(synth_dir, out, "optim.max_steps=3", "optim.batch_size=2", "checkpoint.every_steps=1",
                           "logging.tensorboard=false")  # fmt: skip
-    assert main([str(CONFIGS / "train" / "tiny_finetune.yaml"), *args, "max_minutes=1e-9"]) == 0
+    assert main([str(CONFIGS / "train" / "tiny_finetune.yaml"), *args, "max_minutes=1e-9"]) == 3
     err = capsys.readouterr().err
-    assert "max_minutes=1e-09 reached at step 1" in err
+    assert "max_minutes=1e-09 reached at step 1 of 3" in err and "relaunch the same command to resume" in err
     # step 1 was due anyway: saved once, not replaced by a second save (which would delete the complete one first)
     assert err.count("saved resumable checkpoint") == 1
     assert sorted(p.name for p in out.glob("checkpoint-*")) == ["checkpoint-1"]
+    assert not (out / "model.safetensors").exists()  # not a finished stage for the launch scripts
     assert main([str(CONFIGS / "train" / "tiny_finetune.yaml"), *args]) == 0
     assert "at step 1 (epoch 0, sample 2)" in capsys.readouterr().err  # resumed there
+    assert (out / "model.safetensors").is_file()
 
 
 def test_checkpoints_of_an_earlier_run_never_push_out_the_new_one(tmp_path):

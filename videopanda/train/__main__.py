@@ -6,6 +6,9 @@ Examples::
     torchrun --nproc_per_node 2 -m videopanda.train configs/train/tiny_finetune.yaml \\
         distributed.deepspeed=configs/deepspeed/zero2.json
     bash scripts/train/finetune.sh 0 localhost          # the paper's stage 3 on NNODES x GPUS_PER_NODE GPUs
+
+Exit codes: 0 finished (the final model is in output_dir), 2 a bad config, 3 stopped by ``max_minutes`` (a
+checkpoint is saved, no final model: relaunch the same command to resume).
 """
 
 from __future__ import annotations
@@ -18,6 +21,8 @@ from videopanda.config import ConfigError, load_config
 from videopanda.utils.logging import setup_logging
 
 from .config import TrainConfig
+
+EXIT_STOPPED = 3  # max_minutes stopped the run: a checkpoint to resume from, no final model (not a finished stage)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -36,7 +41,18 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     from .loop import train  # heavy imports (accelerate, deepspeed) only once the config is valid
 
-    out = train(cfg)
+    try:
+        out = train(cfg)
+    except ConfigError as err:  # a file the config names (model YAML, tokenizer folder...) is missing or bad
+        sys.stderr.write(f"videopanda train: {err}\n")
+        return 2
+    if out is None:
+        logging.getLogger(__name__).warning(
+            "stopped by max_minutes=%s before the last step; relaunch the same command to resume (exit code %d)",
+            cfg.max_minutes,
+            EXIT_STOPPED,
+        )
+        return EXIT_STOPPED
     logging.getLogger(__name__).info("done: model saved in %s", out)
     return 0
 

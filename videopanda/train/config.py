@@ -145,7 +145,7 @@ class TrainConfig:
     distributed: DistributedConfig = field(default_factory=DistributedConfig)
     checkpoint: CheckpointConfig = field(default_factory=CheckpointConfig)
     logging: LoggingConfig = field(default_factory=LoggingConfig)
-    max_minutes: float = 0.0  # stop (and save) after this much wall time; 0 = no limit
+    max_minutes: float = 0.0  # stop with a checkpoint (no final model; exit code 3) after this wall time; 0 = none
 
     def __post_init__(self) -> None:
         if "distill_head" in self.stage.trainable and not self.distill.enabled:

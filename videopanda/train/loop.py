@@ -260,8 +260,14 @@ def save_model(accelerator: Accelerator, task: TrainingTask, tokenizer, out: Pat
     logger.info("saved the model, its tokenizer and the distillation head to %s", out)
 
 
-def train(cfg: TrainConfig) -> Path:
-    """Run one training stage; returns the output folder (which holds the final model)."""
+def train(cfg: TrainConfig) -> Path | None:
+    """Run one training stage.
+
+    Returns:
+        The output folder, which then holds the final model; ``None`` when ``max_minutes`` stopped the run before its
+        last step: only a resumable checkpoint is written then, no final model (whose presence marks a finished stage
+        for the launch scripts and the quickstart), and relaunching the same command resumes.
+    """
     out = Path(cfg.output_dir)
     set_seed(cfg.seed)  # before the model is built: every rank starts from the same weights
 
@@ -411,7 +417,12 @@ def train(cfg: TrainConfig) -> Path:
                 save_checkpoint(accelerator, out, state, cfg.checkpoint.keep_last)
                 saved_step = state.step
             if cfg.max_minutes and _any_rank(accelerator, time.time() - start > 60 * cfg.max_minutes):
-                logger.warning("max_minutes=%s reached at step %d: saving and stopping", cfg.max_minutes, state.step)
+                logger.warning(
+                    "max_minutes=%s reached at step %d of %d: saving a checkpoint and stopping",
+                    cfg.max_minutes,
+                    state.step,
+                    total_steps,
+                )
                 stopped_early = True
             if state.step >= total_steps or stopped_early:
                 break
@@ -421,8 +432,11 @@ def train(cfg: TrainConfig) -> Path:
     if progress is not None:
         progress.close()
     _log_skipped_total(accelerator, state.skipped, state.samples)
-    if stopped_early and saved_step != state.step:  # saving the same step again would replace a complete one
-        save_checkpoint(accelerator, out, state, cfg.checkpoint.keep_last)
+    if stopped_early:
+        if saved_step != state.step:  # saving the same step again would replace a complete one
+            save_checkpoint(accelerator, out, state, cfg.checkpoint.keep_last)
+        accelerator.end_training()
+        return None
     save_model(accelerator, task, tokenizer, out)
     if cfg.distributed.verify_sync:
         _write_param_sums(accelerator, task, out)
