@@ -69,6 +69,21 @@ def test_exact_judge_offline_end_to_end_and_the_results_tables(tmp_path, monkeyp
     assert "| synthetic_qa | qa | 66.67 | 50.00 | 3.33 | 12 | 9 | 0 | 1 | 2 | exact | exact-match |" in md
 
 
+def test_a_rerun_refuses_judgments_made_for_other_predictions(tmp_path, monkeypatch, capsys):
+    monkeypatch.delenv("OPENAI_API_KEY", raising=False)
+    run = _synthetic(tmp_path, 6, wrong=(1,), errors=(4,))
+    predictions = run / "predictions.jsonl"
+    assert main(["judge", "--predictions", str(predictions), "--no-progress"]) == 0
+    assert main(["judge", "--predictions", str(predictions), "--no-progress"]) == 0  # unchanged: nothing to redo
+    for changed in ({"q1": {"pred": "RED."}}, {"q4": {"pred": "blue", "error": None}}):  # a new answer; a fixed video
+        rows = [r | changed.get(r["id"], {}) for r in qa_predictions(6, wrong=(1,), errors=(4,), task="synthetic_qa")]
+        write_jsonl(predictions, rows)
+        capsys.readouterr()
+        assert main(["judge", "--predictions", str(predictions), "--no-progress"]) == 2
+        err = capsys.readouterr().err
+        assert "1 judgments were made for other predictions" in err and repr(next(iter(changed))) in err
+
+
 def test_exact_judge_refuses_benchmark_dimensions(tmp_path, capfd):
     write_jsonl(tmp_path / "p.jsonl", [{"id": "a_0", "task": "vcg_temporal", "question": "q", "answer": "a",
                                         "pred": "a", "error": None}])  # fmt: skip

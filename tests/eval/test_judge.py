@@ -332,3 +332,59 @@ def test_base_url_flag_and_an_explicit_model_on_any_compatible_endpoint(tmp_path
     }
     assert sorted((r["id"], r["pred"]) for r in rows) == [("q0", "yes"), ("q1", "yes"), ("q2", "no")]
     assert {r.body["model"] for r in judge_server.requests[3:]} == {"Qwen/Qwen2.5-7B-Instruct"}
+
+
+def test_replies_received_before_a_fatal_error_are_all_written(tmp_path, monkeypatch):
+    """A 401 cancels the workers; rows still queued behind a slow fsync (a network disk) must reach the file."""
+    import videopanda.eval.records as records
+    from videopanda.eval.judge import Judge, build_items, run_judge
+    from videopanda.eval.judge.prompts import templates_for
+    from videopanda.eval.tasks import get_task
+
+    real_fsync = os.fsync
+
+    def slow_fsync(fd):
+        time.sleep(0.05)
+        real_fsync(fd)
+
+    monkeypatch.setattr(records.os, "fsync", slow_fsync)
+    spec = get_task("msvd_qa")
+    rows = [{"id": str(i), "task": "msvd_qa", "question": "q", "answer": "a", "pred": "a", "error": None}
+            for i in range(40)]  # fmt: skip
+    out = tmp_path / "judgments.jsonl"
+    with FakeJudgeServer(lambda req: FakeReply(status=401, delay_s=0.1) if req.index == 20 else FakeReply()) as srv:
+        profile = JudgeProfile(name="fake", provider="openai_compatible", model="fake", model_revision="none",
+                               base_url=srv.base_url, requires_api_key=False, concurrency=8)  # fmt: skip
+        client = OpenAIChatClient(profile, None)
+        replies = []
+        complete = client.complete
+
+        async def counted(messages):
+            reply = await complete(messages)
+            replies.append(reply)
+            return reply
+
+        client.complete = counted
+        judge = Judge(spec, profile, templates_for(spec.dimensions), client)
+
+        async def go():
+            try:
+                with pytest.raises(JudgeFatalError):
+                    await run_judge(build_items(spec, rows, "mem"), judge, out, 8)
+            finally:
+                await client.close()
+
+        asyncio.run(go())
+    assert replies and len(read_rows(out)) == len(replies)
+
+
+def test_the_protocol_fake_judge_reads_an_empty_field_as_empty():
+    from videopanda.eval.fake_server import FakeRequest
+
+    def reply(answer: str, pred: str) -> str:
+        text = f"Question: q\nCorrect Answer: {answer}\nPredicted Answer: {pred}\n\nReply with {{'pred': 'yes'}}"
+        return protocol(FakeRequest(0, {"messages": [{"role": "user", "content": text}]}, None)).content
+
+    assert reply("", "") == "{'pred': 'yes', 'score': 5}"  # an empty answer is not the next line's text
+    assert reply("cat", "") == "{'pred': 'no', 'score': 0}"
+    assert reply("Cat", "cat.") == "{'pred': 'yes', 'score': 5}"

@@ -71,7 +71,8 @@ class FakeReply:
 
 Responder = Callable[[FakeRequest], FakeReply]
 
-_LINE = {key: re.compile(rf"^{key}:\s*(.*)$", re.MULTILINE) for key in ("Correct Answer", "Predicted Answer")}
+# [ \t]*, not \s*: an empty field must not run on into the next line
+_LINE = {key: re.compile(rf"^{key}:[ \t]*(.*)$", re.MULTILINE) for key in ("Correct Answer", "Predicted Answer")}
 
 
 def _norm(text: str) -> str:

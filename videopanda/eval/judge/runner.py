@@ -220,6 +220,16 @@ def check_existing(rows: list[dict], judge: Judge, source: str) -> dict[tuple[st
     return index_rows(rows, lambda r: (str(r["id"]), r["dimension"]), source)
 
 
+def _judged_another_prediction(row: dict, item: JudgeItem, judge: Judge) -> bool:
+    """Whether an existing judgment row was made for another prediction (or answer) than ``item`` holds."""
+    if (row.get("status") == "prediction_error") != (item.prediction_error is not None):
+        return True
+    if item.prediction_error is not None:
+        return False
+    reference = judge._reference(item)
+    return any(key in row and row[key] != value for key, value in reference.items())
+
+
 async def run_judge(
     items: list[JudgeItem],
     judge: Judge,
@@ -252,6 +262,14 @@ async def run_judge(
     stale = [k for k in done if k not in wanted]
     if stale:
         logger.warning("%s: %d judgments have no prediction in this file (e.g. %r)", out_path, len(stale), stale[0])
+    changed = [
+        item.key for item in items if item.key in done and _judged_another_prediction(done[item.key], item, judge)
+    ]
+    if changed:
+        raise RecordError(
+            f"{out_path}: {len(changed)} judgments were made for other predictions than this file holds now (e.g. "
+            f"{changed[0]!r}: regenerated?); judge into another folder (--out) or delete those rows"
+        )
     todo = [item for item in items if item.key not in done]
     summary = JudgeSummary(items=len(items), already_done=len(items) - len(todo))
     if on_start is not None:
@@ -270,7 +288,9 @@ async def run_judge(
     with JsonlAppender(out_path) as out, ThreadPoolExecutor(1, thread_name_prefix="judgments") as writer:
 
         async def write(row: dict) -> None:
-            await loop.run_in_executor(writer, out.append, row)
+            # shielded: a fatal error cancels the workers, but a reply already paid for is still written (the
+            # executor finishes its queue before the file closes)
+            await asyncio.shield(loop.run_in_executor(writer, out.append, row))
             status = row["status"]
             if status == "ok":
                 summary.ok += 1
