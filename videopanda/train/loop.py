@@ -416,7 +416,11 @@ def train(cfg: TrainConfig) -> Path | None:
             if cfg.checkpoint.every_steps and state.step % cfg.checkpoint.every_steps == 0 and state.step < total_steps:
                 save_checkpoint(accelerator, out, state, cfg.checkpoint.keep_last)
                 saved_step = state.step
-            if cfg.max_minutes and _any_rank(accelerator, time.time() - start > 60 * cfg.max_minutes):
+            if (
+                cfg.max_minutes
+                and state.step < total_steps
+                and _any_rank(accelerator, time.time() - start > 60 * cfg.max_minutes)
+            ):
                 logger.warning(
                     "max_minutes=%s reached at step %d of %d: saving a checkpoint and stopping",
                     cfg.max_minutes,
