@@ -24,3 +24,14 @@ def test_quickstart_fast_runs_end_to_end(tmp_path, capsys, monkeypatch):
         assert (out / stage / "model.safetensors").is_file() and (out / stage / "config.yaml").is_file()
     printed = capsys.readouterr().out
     assert "| question type |" in printed and f"Run folder: {out.resolve()}" in printed
+
+
+def test_a_stage_stopped_by_max_minutes_is_an_error_not_a_finished_stage(monkeypatch):
+    import pytest
+
+    import videopanda.train.loop as loop
+    from videopanda.quickstart import _stage
+
+    monkeypatch.setattr(loop, "train", lambda cfg: None)  # what train() returns after a max_minutes stop
+    with pytest.raises(RuntimeError, match="tiny_prealign.yaml: stopped by max_minutes .* run the same command"):
+        _stage("tiny_prealign.yaml", [])

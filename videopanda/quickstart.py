@@ -38,7 +38,13 @@ def _stage(config: str, overrides: list[str]):
     from videopanda.train.config import TrainConfig
     from videopanda.train.loop import train
 
-    return train(load_config(TrainConfig, CONFIGS / "train" / config, overrides))
+    out = train(load_config(TrainConfig, CONFIGS / "train" / config, overrides))
+    if out is None:  # a max_minutes override stopped the stage: its checkpoint is written, its model is not
+        raise RuntimeError(
+            f"{config}: stopped by max_minutes before its last step (no final model); run the same command again "
+            "to resume it from its checkpoint"
+        )
+    return out
 
 
 def run(

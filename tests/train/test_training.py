@@ -389,8 +389,10 @@ def test_checkpoints_of_an_earlier_run_never_push_out_the_new_one(tmp_path):
     for step in (600, 800, 200):  # 600 and 800 left by an earlier run; 200 just saved by a run that did not resume
         (tmp_path / f"checkpoint-{step}").mkdir()
     (tmp_path / "checkpoint-900.tmp").mkdir()  # never counted
+    (tmp_path / "checkpoint-100").mkdir()  # this run's previous checkpoint
     _prune(tmp_path, 2, tmp_path / "checkpoint-200")
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["checkpoint-200", "checkpoint-800", "checkpoint-900.tmp"]
+    # the stale 600 and 800 would be taken for the latest by a resume: gone whatever keep_last allows
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["checkpoint-100", "checkpoint-200", "checkpoint-900.tmp"]
     _prune(tmp_path, 1, tmp_path / "checkpoint-200")
     assert sorted(p.name for p in tmp_path.iterdir()) == ["checkpoint-200", "checkpoint-900.tmp"]
 

@@ -88,15 +88,17 @@ def load_train_state(path: Path, rank: int) -> TrainState:
 
 
 def _prune(output_dir: str | Path, keep_last: int, newest: Path) -> None:
-    """Keep the ``keep_last`` newest checkpoints: ``newest`` (just saved) first, then by step.
+    """Keep the ``keep_last`` newest checkpoints, ``newest`` (just saved) among them.
 
-    Ranking the one just saved first matters when the folder still holds higher-step checkpoints of an earlier run
-    (``checkpoint.resume: false``): they are stale, and pruning by step alone would delete the new one instead.
+    Steps only grow within a run, so a checkpoint with a higher step than the one just saved was left by an earlier
+    run (``checkpoint.resume: false``): it is stale and deleted whatever ``keep_last`` says, or a later resume would
+    pick it up as the latest and continue the earlier run.
     """
+    step = int(newest.name[len(PREFIX) :])
     done = sorted(
-        (p == newest, int(p.name[len(PREFIX) :]), p)
-        for p in Path(output_dir).glob(f"{PREFIX}*")
-        if p.name[len(PREFIX) :].isdigit()
+        (int(p.name[len(PREFIX) :]), p) for p in Path(output_dir).glob(f"{PREFIX}*") if p.name[len(PREFIX) :].isdigit()
     )
-    for *_, path in done[: max(0, len(done) - max(1, keep_last))]:
+    stale = [path for s, path in done if s > step]
+    kept = [path for s, path in done if s <= step]
+    for path in stale + kept[: max(0, len(kept) - max(1, keep_last))]:
         shutil.rmtree(path, ignore_errors=True)
