@@ -96,3 +96,25 @@ def test_literal_options_spelled_like_yaml_booleans_are_accepted():
     assert load_config(TrainConfig, prealign, ["distributed.mixed_precision=no"]).distributed.mixed_precision == "no"
     with pytest.raises(ConfigError, match=r"distributed\.mixed_precision: True is not one of"):
         load_config(TrainConfig, prealign, ["distributed.mixed_precision=yes"])
+
+
+def test_tiny_model_initialises_every_generic_layer_with_its_width_scaled_std():
+    """``llm.initializer_range`` of tiny.yaml (1/sqrt(256)) reaches the LLM, the projector and the STAB alike."""
+    import torch
+
+    cfg = load_config(ModelConfig, CONFIGS / "model" / "tiny.yaml")
+    std = cfg.llm["initializer_range"]
+    assert std == pytest.approx(cfg.llm["hidden_size"] ** -0.5)
+    torch.manual_seed(0)
+    model = build_model(cfg)
+    layers = {
+        "LLM q_proj": model.model.language_model.layers[0].self_attn.q_proj.weight,
+        "LLM embeddings": model.model.language_model.embed_tokens.weight,
+        "projector": model.model.projector[0].weight,
+        "STAB patch embedding": model.model.video_tokenizer.patch_embedding.proj.weight,
+        "STAB LSD": model.model.video_tokenizer.lsd.pool.q[1].weight,
+    }
+    for name, weight in layers.items():
+        assert float(weight.detach().std()) == pytest.approx(std, rel=0.1), name
+    # The blocks' own schemes still win over the generic init (reference §1.6).
+    assert float(model.model.video_tokenizer.lste.temporal[3].weight.detach().abs().sum()) == 0.0
