@@ -19,11 +19,14 @@ The head and the encoder can be swapped, to tell an encoder that cannot see a fe
 it: ``--pool max`` takes the channel-wise maximum over the video's tokens instead of a learned-query softmax
 average, ``--token-mlp`` adds a residual per-token MLP before pooling, and ``--encoder patches`` (a bare patch
 embedding of the STAB's patch size and width, every frame) or ``--encoder cnn`` (a three-layer strided CNN, every
-frame) replace the STAB::
+frame) replace the STAB. ``--encoder stab-patches|stab-avg|stab-lsd`` keep only the STAB's first stages, every frame:
+its own patch embedding (with the model's initialisation), then nothing, LSD's plain 2x2 average (its ``r`` term
+alone) or its LSD; they tell which stage loses a feature::
 
     python benchmarks/stab_probe.py --type direction --steps 600
     python benchmarks/stab_probe.py --type direction --frozen runs/quickstart/finetune --steps 300
     python benchmarks/stab_probe.py --type shape --encoder patches --token-mlp --pool max --steps 900 --clips 1600
+    python benchmarks/stab_probe.py --type shape --encoder stab-lsd --token-mlp --pool max --steps 3000 --clips 1600
     python benchmarks/stab_probe.py --type all --clips 3200 --steps 2400 --save runs/stab_warm
     python benchmarks/learning_check.py --only "Video-Panda tiny" --out runs/lc_warm \
         --prealign model.init_from=runs/stab_warm model.init_format=videopanda --finetune optim.epochs=1.8
@@ -51,6 +54,7 @@ ANSWERS = {  # the answer vocabulary of each probed type, as the synthetic set d
     "order": tuple(COLORS),  # the colour of the object that appears first
 }
 IGNORE = -100  # label of a type the clip's scene does not answer
+STAGES = {"stab-patches": "patches", "stab-avg": "avg", "stab-lsd": "lsd"}  # --encoder -> StabStages(upto=...)
 
 
 class Probe(nn.Module):
@@ -113,11 +117,35 @@ class FrameEncoder(nn.Module):
 
     def forward(self, frames: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """frames (B, F, 4, S, S) -> tokens (B*F*g*g, C) and each token's video index."""
-        b = frames.shape[0]
         maps = self.net(frames[:, :, :3].flatten(0, 1))  # (B*F, C, g, g)
-        tokens = maps.flatten(2).transpose(1, 2).reshape(b, -1, maps.shape[1])  # (B, F*g*g, C)
-        video = torch.arange(b, device=frames.device).repeat_interleave(tokens.shape[1])  # (B*F*g*g,)
-        return tokens.flatten(0, 1), video
+        return per_video(maps.flatten(2).transpose(1, 2), frames.shape[0])
+
+
+class StabStages(nn.Module):
+    """The STAB's first stages, every frame: its patch embedding, then ``patches`` (nothing), ``avg`` (a plain 2x2
+    average: LSD's ``r`` term alone) or ``lsd`` (its LSD). The full canvas is pooled, letterbox padding included."""
+
+    def __init__(self, stab: nn.Module, upto: str) -> None:
+        super().__init__()
+        if upto not in ("patches", "avg", "lsd"):
+            raise ValueError(f"unknown STAB stage {upto!r}: 'patches', 'avg' or 'lsd'")
+        self.patch_embedding, self.lsd, self.upto = stab.patch_embedding, stab.lsd, upto
+
+    def forward(self, frames: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """frames (B, F, 4, S, S) -> tokens (B*F*P, C) and each token's video index (P: tokens per frame)."""
+        patches, _ = self.patch_embedding(frames.flatten(0, 1))  # (B*F, C, g, g)
+        if self.upto == "lsd":
+            return per_video(self.lsd(patches), frames.shape[0])  # LSD: (B*F, g*g/4, C)
+        if self.upto == "avg":
+            patches = nn.functional.avg_pool2d(patches, 2)  # (B*F, C, g/2, g/2)
+        return per_video(patches.flatten(2).transpose(1, 2), frames.shape[0])
+
+
+def per_video(tokens: torch.Tensor, videos: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """tokens (B*F, P, C) of every frame -> (B*F*P, C) and each token's video index (B*F*P,)."""
+    flat = tokens.reshape(videos, -1, tokens.shape[-1])  # (B, F*P, C)
+    video = torch.arange(videos, device=tokens.device).repeat_interleave(flat.shape[1])  # (B*F*P,)
+    return flat.flatten(0, 1), video
 
 
 def load_clips(data: Path, types: list[str], limit: int, image_size: int, patch_size: int):
@@ -146,13 +174,14 @@ def main() -> int:
     parser.add_argument("--save", default="", help="fresh mode: save the model with the trained STAB here")
     parser.add_argument("--pool", choices=["attention", "max"], default="attention", help="how the probe pools")
     parser.add_argument("--token-mlp", action="store_true", help="a per-token MLP before pooling")
-    parser.add_argument("--encoder", choices=["stab", "patches", "cnn"], default="stab",
-                        help="what makes the tokens: the STAB, its patch embedding alone, or a small CNN")  # fmt: skip
+    parser.add_argument("--encoder", choices=["stab", *STAGES, "patches", "cnn"], default="stab",
+                        help="what makes the tokens: the STAB, its first stages (its patch embedding, then nothing, "
+                             "a 2x2 average or its LSD), a fresh patch embedding, or a small CNN")  # fmt: skip
     args = parser.parse_args()
     if args.save and (args.frozen or args.encoder != "stab"):
         parser.error("--save keeps a probe-trained STAB; it needs the fresh mode (no --frozen) and --encoder stab")
-    if args.frozen and args.encoder != "stab":
-        parser.error("--frozen freezes a STAB; it needs --encoder stab")
+    if args.frozen and args.encoder in ("patches", "cnn"):
+        parser.error("--frozen freezes a STAB; it needs --encoder stab or stab-*")
     types = list(ANSWERS) if args.type == "all" else [args.type]
     from videopanda.config import load_config
     from videopanda.model import ModelConfig, build_model, load_model
@@ -169,7 +198,10 @@ def main() -> int:
     frames, labels = load_clips(Path(args.data), types, args.clips, cfg.image_size, cfg.patch_size)
     n_train = int(len(labels) * 0.85)
     probes = nn.ModuleList(Probe(cfg.width, len(ANSWERS[t]), args.pool, args.token_mlp) for t in types)
-    encoder = stab if args.encoder == "stab" else FrameEncoder(args.encoder, cfg.width, cfg.patch_size)
+    if args.encoder in STAGES:
+        encoder = StabStages(stab, STAGES[args.encoder])
+    else:
+        encoder = stab if args.encoder == "stab" else FrameEncoder(args.encoder, cfg.width, cfg.patch_size)
     params = [p for p in [*encoder.parameters(), *probes.parameters()] if p.requires_grad]
     optimizer = torch.optim.AdamW(params, lr=args.lr)
 
@@ -177,8 +209,8 @@ def main() -> int:
         """One (B, classes) tensor per probed type."""
         if args.encoder == "stab":
             out = stab(batch)
-            per_video = out.frame_token_counts.view(batch.shape[0], -1).sum(1)  # (B,)
-            tokens, video = out.tokens, torch.repeat_interleave(torch.arange(batch.shape[0]), per_video)  # (T, C), (T,)
+            counts = out.frame_token_counts.view(batch.shape[0], -1).sum(1)  # (B,)
+            tokens, video = out.tokens, torch.repeat_interleave(torch.arange(batch.shape[0]), counts)  # (T, C), (T,)
         else:
             tokens, video = encoder(batch)
         return [probe(tokens, video, batch.shape[0]) for probe in probes]
@@ -209,7 +241,10 @@ def main() -> int:
         if step % 150 == 0 or step == args.steps:
             rows.append((step, loss.item(), held_out(), time.time() - start))
     mode = f"frozen STAB of {args.frozen}" if args.frozen else f"fresh STAB ({args.model_config})"
-    if args.encoder != "stab":
+    if args.encoder in STAGES:
+        stage = {"patches": "patch embedding", "avg": "patch embedding + 2x2 average", "lsd": "patch embedding + LSD"}
+        mode = mode.replace("STAB", f"STAB cut after its {stage[STAGES[args.encoder]]}", 1)
+    elif args.encoder != "stab":
         mode = {"patches": "a bare patch embedding", "cnn": "a three-layer CNN"}[args.encoder] + " per frame"
     mode += f", {args.pool} pooling" + (" after a per-token MLP" if args.token_mlp else "")
     chance = ", ".join(f"{t} {100 / len(ANSWERS[t]):.1f}%" for t in types)

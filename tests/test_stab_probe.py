@@ -9,6 +9,7 @@ import torch
 
 from tests.conftest import load_benchmark
 from videopanda.data.synth import SynthConfig, generate
+from videopanda.model import VideoTokenizer, VideoTokenizerConfig
 
 
 @pytest.fixture(scope="module")
@@ -47,8 +48,32 @@ def test_frame_encoders_give_one_token_per_output_pixel(stab_probe):
     assert tokens.shape == (2 * 8 * 49, 16) and int(video.max()) == 1
 
 
+def test_stab_stages_cut_the_stab_after_its_patch_embedding_average_or_lsd(stab_probe):
+    stab = VideoTokenizer(VideoTokenizerConfig(width=16, num_heads=2, patch_size=14, image_size=56))
+    frames = torch.randn(2, 8, 4, 56, 56)  # 4x4 patches of 14 px per frame
+    patches, video = stab_probe.StabStages(stab, "patches")(frames)
+    assert patches.shape == (2 * 8 * 16, 16) and video.tolist() == [0] * 128 + [1] * 128
+    grid = patches.view(16, 4, 4, 16)  # (frame, row, column, C)
+    averaged, video = stab_probe.StabStages(stab, "avg")(frames)
+    first = grid[:, :2, :2].mean(dim=(1, 2))  # (frame, C): the top-left 2x2 window of every frame
+    torch.testing.assert_close(averaged.view(16, 4, 16)[:, 0], first)
+    assert video.tolist() == [0] * 32 + [1] * 32
+    lsd = stab_probe.StabStages(stab, "lsd")
+    pooled, _ = lsd(frames)
+    assert pooled.shape == averaged.shape and not torch.allclose(pooled, averaged)  # LSD adds its attention term
+    assert lsd.lsd is stab.lsd and lsd.patch_embedding is stab.patch_embedding  # the STAB's own modules, shared
+    with pytest.raises(ValueError, match="unknown STAB stage"):
+        stab_probe.StabStages(stab, "fsra")
+
+
 @pytest.mark.parametrize(
-    "extra", [["--encoder", "stab"], ["--encoder", "patches", "--token-mlp", "--pool", "max"], ["--encoder", "cnn"]]
+    "extra",
+    [
+        ["--encoder", "stab"],
+        ["--encoder", "patches", "--token-mlp", "--pool", "max"],
+        ["--encoder", "cnn"],
+        ["--encoder", "stab-lsd", "--pool", "max"],
+    ],
 )
 def test_the_probe_runs_and_prints_its_table(stab_probe, tmp_path_factory, monkeypatch, capsys, extra):
     data = tmp_path_factory.getbasetemp() / "probe_synth"
