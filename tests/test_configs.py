@@ -101,10 +101,11 @@ def test_literal_options_spelled_like_yaml_booleans_are_accepted():
 
 
 def test_tiny_model_initialises_every_generic_layer_with_its_width_scaled_std():
-    """``llm.initializer_range`` of tiny.yaml (1/sqrt(256)) reaches the LLM, the projector and the STAB alike."""
+    """``llm.initializer_range`` of tiny.yaml (0.0625, of the order of 1/sqrt(width) rather than LLaMA's 0.02) reaches
+    the LLM, the projector and the STAB alike."""
     cfg = load_config(ModelConfig, CONFIGS / "model" / "tiny.yaml")
     std = cfg.llm["initializer_range"]
-    assert std == pytest.approx(cfg.llm["hidden_size"] ** -0.5)
+    assert 0.5 * cfg.llm["hidden_size"] ** -0.5 <= std <= cfg.llm["hidden_size"] ** -0.5 and std > 2 * 0.02
     torch.manual_seed(0)
     model = build_model(cfg)
     layers = {

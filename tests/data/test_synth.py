@@ -114,6 +114,19 @@ def test_synth_command_writes_the_set(tmp_path, capsys):
     assert data_main(argv) == 0
     assert "wrote 3 training clips" in capsys.readouterr().out
     assert len(list((tmp_path / "s" / "videos").glob("*.mp4"))) == 6
+    assert json.loads((tmp_path / "s" / "manifest.json").read_text())["config"]["train_scene_weights"] == [2, 1, 1]
+
+
+def test_synth_command_sets_the_training_mix_and_rejects_a_bad_one(tmp_path, capsys):
+    argv = ["synth", "--out", str(tmp_path / "s"), "--train-videos", "6", "--eval-videos", "3"]
+    assert data_main([*argv, "--scene-weights", "0", "0", "1"]) == 0
+    train = json.loads((tmp_path / "s" / "train.json").read_text())
+    assert {r["scene"] for r in train} == {"flash"}
+    assert json.loads((tmp_path / "s" / "manifest.json").read_text())["config"]["train_scene_weights"] == [0, 0, 1]
+    capsys.readouterr()
+    assert data_main(["synth", "--out", str(tmp_path / "t"), "--scene-weights", "0", "0", "0"]) == 2
+    assert "train_scene_weights=(0.0, 0.0, 0.0)" in capsys.readouterr().err
+    assert not (tmp_path / "t").exists()
 
 
 def _question_type(question: str) -> str:
@@ -149,11 +162,11 @@ def test_training_scene_weights_set_the_mix_and_leave_evaluation_balanced():
     kinds = lambda scenes: [s.kind for s in scenes]  # noqa: E731
     train, evals = build_scenes(SynthConfig(seed=1, train_videos=400, eval_videos=30, train_scene_weights=(0, 1, 0)))
     assert set(kinds(train)) == {"order"} and kinds(evals).count("motion") == kinds(evals).count("flash") == 10
+    train, _ = build_scenes(SynthConfig(seed=1, train_videos=600, eval_videos=3, train_scene_weights=(1, 1, 1)))
+    assert 0.27 < kinds(train).count("motion") / len(train) < 0.40
     train, _ = build_scenes(SynthConfig(seed=1, train_videos=600, eval_videos=3))
-    share = kinds(train).count("motion") / len(train)
-    assert 0.27 < share < 0.40  # default weights (1, 1, 1)
-    train, _ = build_scenes(SynthConfig(seed=1, train_videos=600, eval_videos=3, train_scene_weights=(2, 1, 1)))
-    assert 0.44 < kinds(train).count("motion") / len(train) < 0.56
+    assert 0.44 < kinds(train).count("motion") / len(train) < 0.56  # default weights (2, 1, 1)
+    assert 0.19 < kinds(train).count("flash") / len(train) < 0.31
     with pytest.raises(ValueError, match="train_scene_weights"):
         SynthConfig(train_scene_weights=(1.0, 1.0))
     with pytest.raises(ValueError, match="train_scene_weights"):

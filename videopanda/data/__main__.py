@@ -1,6 +1,6 @@
 """``videopanda data``: synthesise the synthetic VideoQA set, or validate an annotation file.
 
-videopanda data synth --out DIR [--seed N] [--train-videos N] [--eval-videos N] [--workers N]
+videopanda data synth --out DIR [--seed N] [--train-videos N] [--eval-videos N] [--workers N] [--scene-weights M O F]
 videopanda data check FILE [FILE ...] [--media-root DIR] [--no-media-check]
 """
 
@@ -33,6 +33,14 @@ def _parser() -> argparse.ArgumentParser:
     synth.add_argument("--fps", type=int, default=8, help="frame rate of the clips (default 8)")
     synth.add_argument("--vocab-size", type=int, default=1024, help="tokenizer vocabulary bound (default 1024)")
     synth.add_argument("--workers", type=int, default=1, help="encoding processes (default 1)")
+    synth.add_argument(
+        "--scene-weights",
+        type=float,
+        nargs=3,
+        metavar=("MOTION", "ORDER", "FLASH"),
+        default=SynthConfig.train_scene_weights,
+        help="relative frequency of the three training scene kinds; evaluation stays balanced (default %(default)s)",
+    )
     check = sub.add_parser("check", help="validate LLaVA-format annotation files and print a report")
     check.add_argument("files", nargs="+", help="JSON or JSONL annotation files")
     check.add_argument(
@@ -46,15 +54,20 @@ def _parser() -> argparse.ArgumentParser:
 def _synth(args: argparse.Namespace) -> int:
     from .synth import generate
 
-    cfg = SynthConfig(
-        seed=args.seed,
-        train_videos=args.train_videos,
-        eval_videos=args.eval_videos,
-        frames=args.frames,
-        fps=args.fps,
-        vocab_size=args.vocab_size,
-        workers=args.workers,
-    )
+    try:
+        cfg = SynthConfig(
+            seed=args.seed,
+            train_videos=args.train_videos,
+            eval_videos=args.eval_videos,
+            frames=args.frames,
+            fps=args.fps,
+            vocab_size=args.vocab_size,
+            workers=args.workers,
+            train_scene_weights=tuple(args.scene_weights),
+        )
+    except ValueError as err:  # a bad size or mix: say which, no traceback
+        print(f"error: {err}", file=sys.stderr)
+        return 2
     try:
         from tqdm import tqdm
     except ImportError:  # tqdm is a dependency, but the CLI works without it
