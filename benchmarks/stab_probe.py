@@ -125,10 +125,12 @@ class StabStages(nn.Module):
     """The STAB's first stages, every frame: its patch embedding, then ``patches`` (nothing), ``avg`` (a plain 2x2
     average: LSD's ``r`` term alone) or ``lsd`` (its LSD). The full canvas is pooled, letterbox padding included."""
 
+    NAMES = {"patches": "patch embedding", "avg": "patch embedding + 2x2 average", "lsd": "patch embedding + LSD"}
+
     def __init__(self, stab: nn.Module, upto: str) -> None:
         super().__init__()
-        if upto not in ("patches", "avg", "lsd"):
-            raise ValueError(f"unknown STAB stage {upto!r}: 'patches', 'avg' or 'lsd'")
+        if upto not in self.NAMES:
+            raise ValueError(f"unknown STAB stage {upto!r}: one of {list(self.NAMES)}")
         self.patch_embedding, self.lsd, self.upto = stab.patch_embedding, stab.lsd, upto
 
     def forward(self, frames: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -242,8 +244,7 @@ def main() -> int:
             rows.append((step, loss.item(), held_out(), time.time() - start))
     mode = f"frozen STAB of {args.frozen}" if args.frozen else f"fresh STAB ({args.model_config})"
     if args.encoder in STAGES:
-        stage = {"patches": "patch embedding", "avg": "patch embedding + 2x2 average", "lsd": "patch embedding + LSD"}
-        mode = mode.replace("STAB", f"STAB cut after its {stage[STAGES[args.encoder]]}", 1)
+        mode = mode.replace("STAB", f"STAB cut after its {StabStages.NAMES[STAGES[args.encoder]]}", 1)
     elif args.encoder != "stab":
         mode = {"patches": "a bare patch embedding", "cnn": "a three-layer CNN"}[args.encoder] + " per frame"
     mode += f", {args.pool} pooling" + (" after a per-token MLP" if args.token_mlp else "")
