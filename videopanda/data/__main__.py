@@ -29,10 +29,19 @@ def _parser() -> argparse.ArgumentParser:
         default=SynthConfig.eval_videos,
         help="evaluation clips, 2 questions each (default %(default)s)",
     )
-    synth.add_argument("--frames", type=int, default=16, help="frames per clip, a multiple of 8 (default 16)")
-    synth.add_argument("--fps", type=int, default=8, help="frame rate of the clips (default 8)")
-    synth.add_argument("--vocab-size", type=int, default=1024, help="tokenizer vocabulary bound (default 1024)")
-    synth.add_argument("--workers", type=int, default=1, help="encoding processes (default 1)")
+    synth.add_argument(
+        "--frames", type=int, default=SynthConfig.frames, help="frames per clip, a multiple of 8 (default %(default)s)"
+    )
+    synth.add_argument("--fps", type=int, default=SynthConfig.fps, help="frame rate of the clips (default %(default)s)")
+    synth.add_argument(
+        "--vocab-size",
+        type=int,
+        default=SynthConfig.vocab_size,
+        help="tokenizer vocabulary bound (default %(default)s)",
+    )
+    synth.add_argument(
+        "--workers", type=int, default=SynthConfig.workers, help="encoding processes (default %(default)s)"
+    )
     synth.add_argument(
         "--scene-weights",
         type=float,
