@@ -8,7 +8,9 @@ import numpy as np
 import pytest
 from transformers import AutoTokenizer
 
+from videopanda.data.__main__ import _parser as data_parser
 from videopanda.data.__main__ import main as data_main
+from videopanda.data.__main__ import synth_config
 from videopanda.data.records import load_records
 from videopanda.data.synth import (
     COLORS,
@@ -171,6 +173,48 @@ def test_training_scene_weights_set_the_mix_and_leave_evaluation_balanced():
         SynthConfig(train_scene_weights=(1.0, 1.0))
     with pytest.raises(ValueError, match="train_scene_weights"):
         SynthConfig(train_scene_weights=(0.0, 0.0, 0.0))
+
+
+def _first_questions(cfg: SynthConfig) -> list[str]:
+    """The type of the first question of every training record of ``cfg``."""
+    scenes, _ = build_scenes(cfg)
+    mix = (cfg.train_static_first, cfg.train_shape_share)
+    records = [train_record(s, np.random.default_rng([cfg.seed, 3, i]), *mix) for i, s in enumerate(scenes)]
+    return [_question_type(r["conversations"][0]["value"]) for r in records]
+
+
+def test_training_question_mix_sets_how_often_colour_and_shape_open_a_record():
+    n = 800
+    default = _first_questions(SynthConfig(seed=2, train_videos=n, eval_videos=1))
+    static = [t for t in default if t in ("color", "shape")]
+    assert 0.44 < len(static) / n < 0.56 and 0.53 < static.count("shape") / len(static) < 0.67  # 0.5 and 0.6
+    mix = _first_questions(
+        SynthConfig(seed=2, train_videos=n, eval_videos=1, train_static_first=0.8, train_shape_share=0.9)
+    )
+    static = [t for t in mix if t in ("color", "shape")]
+    assert 0.75 < len(static) / n < 0.85 and 0.86 < static.count("shape") / len(static) < 0.94
+    only_temporal = _first_questions(SynthConfig(seed=2, train_videos=50, eval_videos=1, train_static_first=0.0))
+    assert not {"color", "shape"} & set(only_temporal)
+    for name in ("train_static_first", "train_shape_share"):
+        with pytest.raises(ValueError, match=name):
+            SynthConfig(**{name: 1.5})
+
+
+def test_synth_command_sets_the_question_mix(tmp_path, capsys):
+    argv = ["synth", "--out", str(tmp_path / "s"), "--train-videos", "6", "--eval-videos", "3"]
+    assert data_main([*argv, "--static-first", "1", "--shape-share", "1"]) == 0
+    train = json.loads((tmp_path / "s" / "train.json").read_text())
+    assert {_question_type(r["conversations"][0]["value"]) for r in train} == {"shape"}
+    config = json.loads((tmp_path / "s" / "manifest.json").read_text())["config"]
+    assert (config["train_static_first"], config["train_shape_share"]) == (1, 1)
+    # the set's README says how to regenerate it: that command rebuilds the same config, mix included
+    readme = (tmp_path / "s" / "README.md").read_text()
+    command = readme.split("Regenerate with `", 1)[1].split("`", 1)[0].split()
+    assert command[:3] == ["videopanda", "data", "synth"]
+    assert synth_config(data_parser().parse_args(command[2:])) == SynthConfig.from_manifest(tmp_path / "s")
+    capsys.readouterr()
+    assert data_main(["synth", "--out", str(tmp_path / "t"), "--shape-share", "2"]) == 2
+    assert "train_shape_share=2.0" in capsys.readouterr().err
 
 
 def test_evaluation_answers_are_not_tied_to_the_words_of_their_questions():

@@ -1,6 +1,7 @@
 """``videopanda data``: synthesise the synthetic VideoQA set, or validate an annotation file.
 
 videopanda data synth --out DIR [--seed N] [--train-videos N] [--eval-videos N] [--workers N] [--scene-weights M O F]
+                      [--static-first P] [--shape-share P]
 videopanda data check FILE [FILE ...] [--media-root DIR] [--no-media-check]
 """
 
@@ -50,6 +51,21 @@ def _parser() -> argparse.ArgumentParser:
         default=SynthConfig.train_scene_weights,
         help="relative frequency of the three training scene kinds; evaluation stays balanced (default %(default)s)",
     )
+    synth.add_argument(
+        "--static-first",
+        type=float,
+        default=SynthConfig.train_static_first,
+        metavar="P",
+        help="share of training records that open with a colour or shape question before the temporal one; the "
+        "others ask the temporal question alone (default %(default)s)",
+    )
+    synth.add_argument(
+        "--shape-share",
+        type=float,
+        default=SynthConfig.train_shape_share,
+        metavar="P",
+        help="share of those opening questions that ask the shape, the rest ask the colour (default %(default)s)",
+    )
     check = sub.add_parser("check", help="validate LLaVA-format annotation files and print a report")
     check.add_argument("files", nargs="+", help="JSON or JSONL annotation files")
     check.add_argument(
@@ -60,20 +76,27 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
+def synth_config(args: argparse.Namespace) -> SynthConfig:
+    """The SynthConfig of parsed ``synth`` arguments (raises ValueError on a bad size or mix)."""
+    return SynthConfig(
+        seed=args.seed,
+        train_videos=args.train_videos,
+        eval_videos=args.eval_videos,
+        frames=args.frames,
+        fps=args.fps,
+        vocab_size=args.vocab_size,
+        workers=args.workers,
+        train_scene_weights=tuple(args.scene_weights),
+        train_static_first=args.static_first,
+        train_shape_share=args.shape_share,
+    )
+
+
 def _synth(args: argparse.Namespace) -> int:
     from .synth import generate
 
     try:
-        cfg = SynthConfig(
-            seed=args.seed,
-            train_videos=args.train_videos,
-            eval_videos=args.eval_videos,
-            frames=args.frames,
-            fps=args.fps,
-            vocab_size=args.vocab_size,
-            workers=args.workers,
-            train_scene_weights=tuple(args.scene_weights),
-        )
+        cfg = synth_config(args)
     except ValueError as err:  # a bad size or mix: say which, no traceback
         print(f"error: {err}", file=sys.stderr)
         return 2

@@ -102,6 +102,10 @@ class SynthConfig:
     # Evaluation scenes stay balanced whatever this says. Motion clips are twice as frequent by default: direction
     # is the type the tiny model learns last (docs/train.md "The learning check").
     train_scene_weights: tuple[float, float, float] = (2.0, 1.0, 1.0)
+    # The training question mix (see train_record): the share of records that open with a static question, and
+    # the share of those static questions that ask the shape (the rest ask the colour).
+    train_static_first: float = 0.5
+    train_shape_share: float = 0.6
 
     @classmethod
     def from_manifest(cls, folder: str | Path) -> SynthConfig:
@@ -127,6 +131,9 @@ class SynthConfig:
             raise ValueError(
                 f"train_scene_weights={self.train_scene_weights}: need {len(SCENES)} weights >= 0, not all 0"
             )
+        for name in ("train_static_first", "train_shape_share"):
+            if not 0.0 <= getattr(self, name) <= 1.0:
+                raise ValueError(f"{name}={getattr(self, name)} must be a share in [0, 1]")
 
 
 @dataclass
@@ -432,17 +439,18 @@ def _eval_balance(cfg: SynthConfig) -> list[dict[str, int]]:
     return out
 
 
-def train_record(scene: Scene, rng: np.random.Generator) -> dict:
+def train_record(scene: Scene, rng: np.random.Generator, static_first: float = 0.5, shape_share: float = 0.6) -> dict:
     """LLaVA-format record in which no turn's answer is written in an earlier turn, so every answer needs the video.
 
     Questions name the shape and colour of what they ask about ("What shape is the green object?", "Which direction
     does the green cross move?"), so a naive multi-turn record would let the model copy later answers from earlier
-    questions instead of looking, and then fail on the single-question evaluation. Two layouts, half the records
-    each, so that every question type is also asked as the first question, as the evaluation asks it (with the
-    temporal question always second, a model learns that a first answer is a colour or a shape):
+    questions instead of looking, and then fail on the single-question evaluation. Two layouts (half the records
+    each by default), so that every question type is also asked as the first question, as the evaluation asks it
+    (with the temporal question always second, a model learns that a first answer is a colour or a shape):
 
-    * static first: a static question (shape 60%, colour 40%: shape is the harder one), then the scene's temporal
-      question (its answer is never in the static turn);
+    * static first (a share ``static_first`` of the records): a static question (the shape with probability
+      ``shape_share``, the colour otherwise), then the scene's temporal question (its answer is never in the static
+      turn);
     * temporal first: the scene's temporal question alone (a static question after it would be answered by its
       words).
 
@@ -450,10 +458,10 @@ def train_record(scene: Scene, rng: np.random.Generator) -> dict:
     about either object, so it says nothing about which came first.
     """
     qa = questions_for(scene, subject=int(rng.integers(len(scene.objects))))
-    static = "shape" if rng.random() < 0.6 else "color"
+    static = "shape" if rng.random() < shape_share else "color"
     temporal = next(t for t in TEMPORAL_TYPES if t in qa)
     turns: list[tuple[str, str]] = [(qa[temporal][0], qa[temporal][2])]
-    if rng.random() < 0.5:
+    if rng.random() < static_first:
         turns.insert(0, (qa[static][0], qa[static][2]))
     if rng.random() < 0.4:
         turns.append((_pick(rng, CAPTION_QUESTIONS), scene.caption))
@@ -548,6 +556,7 @@ def _readme(cfg: SynthConfig, chance: dict, counts: dict) -> str:
         f"{c['majority']:.3f} | {c['questions']} |"
         for t, c in chance.items()
     )
+    weights = " ".join(f"{w:g}" for w in cfg.train_scene_weights)
     return f"""# Synthetic VideoQA (videopanda data synth, seed {cfg.seed})
 
 {counts["train_videos"]} training clips ({counts["train_turns"]} QA/caption turns) and
@@ -566,7 +575,8 @@ first, or always the second, shape of the question); the set is balanced by cons
 Files: `train.json` (LLaVA format, media root `videos/`), `eval/test_q.json` + `eval/test_a.json`
 (zero-shot QA), `eval/vcg/*.json` (Video-ChatGPT benchmark format), `tokenizer/` (AutoTokenizer folder).
 Regenerate with `videopanda data synth --out DIR --seed {cfg.seed} --train-videos {cfg.train_videos}
---eval-videos {cfg.eval_videos}`.
+--eval-videos {cfg.eval_videos} --frames {cfg.frames} --fps {cfg.fps} --vocab-size {cfg.vocab_size}
+--scene-weights {weights} --static-first {cfg.train_static_first:g} --shape-share {cfg.train_shape_share:g}`.
 """
 
 
@@ -590,7 +600,10 @@ def generate(out_dir: str | Path, cfg: SynthConfig | None = None, progress=None)
     (out / "videos").mkdir(parents=True, exist_ok=True)
     t0 = time.perf_counter()
     train, evals = build_scenes(cfg)
-    records = [train_record(s, np.random.default_rng([cfg.seed, 3, i])) for i, s in enumerate(train)]
+    records = [
+        train_record(s, np.random.default_rng([cfg.seed, 3, i]), cfg.train_static_first, cfg.train_shape_share)
+        for i, s in enumerate(train)
+    ]
     files = eval_files(evals)
     jobs = [(s, str(out / "videos" / f"{s.name}.mp4"), cfg.frames, cfg.fps, cfg.crf) for s in train + evals]
     if cfg.workers > 1:
