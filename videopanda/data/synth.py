@@ -441,7 +441,12 @@ def _eval_balance(cfg: SynthConfig) -> list[dict[str, int]]:
     return out
 
 
-def train_record(scene: Scene, rng: np.random.Generator, static_first: float = 0.7, shape_share: float = 0.8) -> dict:
+def train_record(
+    scene: Scene,
+    rng: np.random.Generator,
+    static_first: float = SynthConfig.train_static_first,
+    shape_share: float = SynthConfig.train_shape_share,
+) -> dict:
     """LLaVA-format record in which no turn's answer is written in an earlier turn, so every answer needs the video.
 
     Questions name the shape and colour of what they ask about ("What shape is the green object?", "Which direction
