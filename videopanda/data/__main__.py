@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+from dataclasses import fields
 
 from videopanda.utils.logging import setup_logging
 
@@ -20,51 +21,34 @@ def _parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
     synth = sub.add_parser("synth", help="write the synthetic VideoQA set (videos, train/eval JSON, tokenizer)")
     synth.add_argument("--out", required=True, help="output folder")
-    synth.add_argument("--seed", type=int, default=0, help="random seed (same seed, same files)")
-    synth.add_argument(
-        "--train-videos", type=int, default=SynthConfig.train_videos, help="training clips (default %(default)s)"
-    )
-    synth.add_argument(
-        "--eval-videos",
-        type=int,
-        default=SynthConfig.eval_videos,
-        help="evaluation clips, 2 questions each (default %(default)s)",
-    )
-    synth.add_argument(
-        "--frames", type=int, default=SynthConfig.frames, help="frames per clip, a multiple of 8 (default %(default)s)"
-    )
-    synth.add_argument("--fps", type=int, default=SynthConfig.fps, help="frame rate of the clips (default %(default)s)")
-    synth.add_argument(
-        "--vocab-size",
-        type=int,
-        default=SynthConfig.vocab_size,
-        help="tokenizer vocabulary bound (default %(default)s)",
-    )
-    synth.add_argument(
-        "--workers", type=int, default=SynthConfig.workers, help="encoding processes (default %(default)s)"
-    )
-    synth.add_argument(
+    option = _config_option(synth)
+    option("--seed", "seed", "random seed (same seed, same files)")
+    option("--train-videos", "train_videos", "training clips")
+    option("--eval-videos", "eval_videos", "evaluation clips, 2 questions each")
+    option("--frames", "frames", "frames per clip, a multiple of 8")
+    option("--fps", "fps", "frame rate of the clips")
+    option("--vocab-size", "vocab_size", "tokenizer vocabulary bound")
+    option("--workers", "workers", "encoding processes")
+    option(
         "--scene-weights",
+        "train_scene_weights",
+        "relative frequency of the three training scene kinds; evaluation stays balanced",
         type=float,
         nargs=3,
         metavar=("MOTION", "ORDER", "FLASH"),
-        default=SynthConfig.train_scene_weights,
-        help="relative frequency of the three training scene kinds; evaluation stays balanced (default %(default)s)",
     )
-    synth.add_argument(
+    option(
         "--static-first",
-        type=float,
-        default=SynthConfig.train_static_first,
+        "train_static_first",
+        "share of training records that open with a colour or shape question before the temporal one; the others "
+        "ask the temporal question alone",
         metavar="P",
-        help="share of training records that open with a colour or shape question before the temporal one; the "
-        "others ask the temporal question alone (default %(default)s)",
     )
-    synth.add_argument(
+    option(
         "--shape-share",
-        type=float,
-        default=SynthConfig.train_shape_share,
+        "train_shape_share",
+        "share of those opening questions that ask the shape, the rest ask the colour",
         metavar="P",
-        help="share of those opening questions that ask the shape, the rest ask the colour (default %(default)s)",
     )
     check = sub.add_parser("check", help="validate LLaVA-format annotation files and print a report")
     check.add_argument("files", nargs="+", help="JSON or JSONL annotation files")
@@ -76,20 +60,20 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _config_option(parser: argparse.ArgumentParser):
+    """``option(flag, field, help, **kw)`` adds a flag that sets SynthConfig's ``field``, with its default and type."""
+
+    def option(flag: str, field: str, help: str, **kwargs) -> None:
+        default = getattr(SynthConfig, field)
+        kwargs.setdefault("type", type(default))
+        parser.add_argument(flag, dest=field, default=default, help=f"{help} (default %(default)s)", **kwargs)
+
+    return option
+
+
 def synth_config(args: argparse.Namespace) -> SynthConfig:
     """The SynthConfig of parsed ``synth`` arguments (raises ValueError on a bad size or mix)."""
-    return SynthConfig(
-        seed=args.seed,
-        train_videos=args.train_videos,
-        eval_videos=args.eval_videos,
-        frames=args.frames,
-        fps=args.fps,
-        vocab_size=args.vocab_size,
-        workers=args.workers,
-        train_scene_weights=tuple(args.scene_weights),
-        train_static_first=args.static_first,
-        train_shape_share=args.shape_share,
-    )
+    return SynthConfig(**{f.name: getattr(args, f.name) for f in fields(SynthConfig) if hasattr(args, f.name)})
 
 
 def _synth(args: argparse.Namespace) -> int:

@@ -115,12 +115,10 @@ class SynthConfig:
         path = Path(folder) / "manifest.json"
         if not path.is_file():
             raise FileNotFoundError(f"{path}: not found; write the set with `videopanda data synth --out {folder}`")
-        config = dict(json.loads(path.read_text())["config"])
-        if "train_scene_weights" in config:  # JSON wrote the tuple as a list
-            config["train_scene_weights"] = tuple(config["train_scene_weights"])
-        return cls(**config)
+        return cls(**json.loads(path.read_text())["config"])
 
     def __post_init__(self) -> None:
+        self.train_scene_weights = tuple(self.train_scene_weights)  # JSON and argparse give a list
         if self.frames % SLOTS or self.frames < SLOTS:
             raise ValueError(f"frames={self.frames} must be a positive multiple of {SLOTS}")
         if self.train_videos < 1 or self.eval_videos < 1:
