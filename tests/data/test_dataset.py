@@ -168,6 +168,31 @@ def test_overlength_truncates_after_the_visual_tokens_or_skips(sources, bpe_toke
         tiny[1]
 
 
+def test_cache_decodes_each_clip_once_and_gives_the_same_samples(sources, bpe_tokenizer, monkeypatch):
+    import videopanda.data.dataset as dataset_module
+
+    plain = VideoPandaDataset(_cfg(sources, **TEACHER), bpe_tokenizer, STAB)
+    cached = VideoPandaDataset(_cfg(sources, cache=True, **TEACHER), bpe_tokenizer, STAB)
+    decoded = []
+    real_read = dataset_module.read_video
+
+    def counting_read(path, *args, **kwargs):
+        decoded.append(path)
+        return real_read(path, *args, **kwargs)
+
+    monkeypatch.setattr(dataset_module, "read_video", counting_read)
+    for epoch in (0, 1):  # flips differ between epochs; the cached frames are flipped afresh each time
+        plain.set_epoch(epoch)
+        cached.set_epoch(epoch)
+        for i in (0, 1):
+            a, b = plain[i], cached[i]
+            assert torch.equal(a["input_ids"], b["input_ids"]) and torch.equal(a["labels"], b["labels"])
+            assert torch.equal(a["pixel_values"], b["pixel_values"])
+            assert torch.equal(a["teacher_pixel_values"], b["teacher_pixel_values"])
+    # the plain dataset decoded clips 0 and 1 in both epochs; the cached one only in the first
+    assert len(decoded) == 4 + 2
+
+
 def test_fraction_is_seeded_and_identical_for_every_rank(tmp_path, bpe_tokenizer):
     write_video(tmp_path / "v.mp4", indexed_frames(8))
     path = write_json(tmp_path / "many.json", [video_record(f"r{k}", "v.mp4") for k in range(20)])

@@ -75,6 +75,9 @@ class VideoPandaDataset(Dataset):
         self.skipped = 0  # samples substituted in this process (DataLoader workers count their own)
         self.overlength = 0  # samples longer than max_length seen in this process
         self.records, self.report = self._load(data_cfg)
+        # data_cfg.cache: media path -> decoded clip, and (index, token counts) -> tokenised conversation
+        self._videos: dict | None = {} if data_cfg.cache else None
+        self._texts: dict | None = {} if data_cfg.cache else None
         self._by_modality = {
             m: np.array([i for i, r in enumerate(self.records) if r.modality == m], dtype=np.int64)
             for m in ("video", "image", "text")
@@ -189,14 +192,7 @@ class VideoPandaDataset(Dataset):
         pixel_values = teacher = None
         counts = None
         if record.modality == "video":
-            video = read_video(
-                record.media,
-                cfg.num_frames,
-                decoder=cfg.decoder,
-                short_video=cfg.short_video,
-                sample_fps=cfg.sample_fps,
-                frames_folder_fps=cfg.frames_folder_fps,
-            )
+            video = self._read_video(record)
             flip = self._flip(index) and record.allow_flip
             pixel_values, teacher = preprocess_clip(video.frames, cfg, flip=flip)  # (F, 4, S, S)
             counts = self.visual_token_counts(pixel_values)
@@ -205,8 +201,7 @@ class VideoPandaDataset(Dataset):
             flip = self._flip(index) and record.allow_flip
             pixel_values = preprocess_frames(image[None], 1, cfg.image_size, cfg.patch_size, flip)
             counts = self.visual_token_counts(pixel_values)  # (1,)
-        ids, labels = tokenize_conversation(self.tokenizer, record.conversations, cfg.template, counts, record.modality)
-        ids, labels = self._fit_length(record, ids, labels)
+        ids, labels = self._tokenize(record, index, counts)
         return {
             "input_ids": torch.tensor(ids, dtype=torch.long),
             "labels": torch.tensor(labels, dtype=torch.long),
@@ -216,6 +211,36 @@ class VideoPandaDataset(Dataset):
             "id": record.id,
             "skipped": [],
         }
+
+    def _read_video(self, record: Record):
+        """The record's sampled frames, decoded once per process when ``cache`` is on (failures are never cached)."""
+        if self._videos is not None and record.media in self._videos:
+            return self._videos[record.media]
+        cfg = self.cfg
+        video = read_video(
+            record.media,
+            cfg.num_frames,
+            decoder=cfg.decoder,
+            short_video=cfg.short_video,
+            sample_fps=cfg.sample_fps,
+            frames_folder_fps=cfg.frames_folder_fps,
+        )
+        if self._videos is not None:
+            self._videos[record.media] = video
+        return video
+
+    def _tokenize(self, record: Record, index: int, counts: list[int] | None) -> tuple[list[int], list[int]]:
+        """Token ids and labels of the record's conversation, fitted to ``max_length`` (cached when ``cache``)."""
+        key = (index, None if counts is None else tuple(counts))
+        if self._texts is not None and key in self._texts:
+            return self._texts[key]
+        ids, labels = tokenize_conversation(
+            self.tokenizer, record.conversations, self.cfg.template, counts, record.modality
+        )
+        fitted = self._fit_length(record, ids, labels)
+        if self._texts is not None:
+            self._texts[key] = fitted
+        return fitted
 
     def visual_token_counts(self, pixel_values: torch.Tensor) -> list[int]:
         """LLM tokens of each frame, computed from the mask channel exactly as the STAB does."""

@@ -311,6 +311,7 @@ def train(cfg: TrainConfig) -> Path | None:
         sampler=sampler,
         collate_fn=DataCollator(tokenizer.pad_token_id),
         num_workers=cfg.data.num_workers,
+        persistent_workers=cfg.data.cache and cfg.data.num_workers > 0,  # a worker's cache outlives the epoch
         # Its own generator: creating an iterator must not draw from the global RNG (dropout), or a resumed run
         # would see different dropout masks than the uninterrupted one.
         generator=torch.Generator().manual_seed(cfg.seed),
