@@ -128,6 +128,25 @@ def test_labels_on_visual_positions_are_ignored(model):
     torch.testing.assert_close(a, expected)
 
 
+def test_training_loss_from_supervised_positions_only_equals_the_full_loss(model):
+    """full_logits=False runs the LM head only where a label is supervised: same loss and gradients, no logits."""
+    video = letterboxed(2, 8, 32)
+    rows = [_sample(3, 6, video[0], VIDEO_ID), _sample(5, 2, video[1], VIDEO_ID)]
+    ids, mask = _pad(rows, "right")
+    labels = ids.masked_fill(mask == 0, -100)
+    labels[0, :4] = -100  # an unsupervised prompt in the first row
+    losses, grads = [], []
+    for full in (True, False):
+        model.zero_grad()
+        out = model(input_ids=ids, attention_mask=mask, pixel_values_videos=video, labels=labels, full_logits=full)
+        out.loss.backward()
+        losses.append(out.loss.detach())
+        grads.append(model.lm_head.weight.grad.clone())
+        assert (out.logits is None) == (not full)
+    torch.testing.assert_close(losses[0], losses[1])
+    torch.testing.assert_close(grads[0], grads[1])
+
+
 def test_text_path_equals_hf_llama(model):
     """Independent reference: with no visual input the model is exactly a LlamaForCausalLM."""
     llama = LlamaForCausalLM(model.config.text_config).eval()

@@ -276,6 +276,7 @@ class VideoPandaForConditionalGeneration(VideoPandaPreTrainedModel, GenerationMi
         labels: torch.LongTensor | None = None,
         use_cache: bool | None = None,
         logits_to_keep: int = 0,
+        full_logits: bool = True,
         **kwargs,
     ) -> VideoPandaCausalLMOutput:
         """Forward pass with an optional next-token loss.
@@ -283,6 +284,9 @@ class VideoPandaForConditionalGeneration(VideoPandaPreTrainedModel, GenerationMi
         Args:
             labels: (B, S) target ids, ``-100`` where no loss is taken; visual positions are always ignored.
             logits_to_keep: if > 0, compute logits only for the last ``logits_to_keep`` positions.
+            full_logits: ``False`` (training): with ``labels``, run the LM head only at the positions whose next token
+                is supervised and return ``logits=None``. Same loss; at the tiny config's width the head over every
+                (mostly visual) position costs as much as the LLM's layers.
             Others: see :meth:`VideoPandaModel.forward`.
         """
         legacy_cache = kwargs.pop("past_key_values", None)  # transformers' older name for `cache`, still accepted
@@ -300,13 +304,19 @@ class VideoPandaForConditionalGeneration(VideoPandaPreTrainedModel, GenerationMi
             **kwargs,
         )
         hidden = outputs.last_hidden_state  # (B, S, D)
-        logits = self.lm_head(hidden[:, -logits_to_keep:] if logits_to_keep else hidden)  # (B, S', V)
-        loss = None
-        if labels is not None:
-            if input_ids is not None:
-                visual = (input_ids == self.config.video_token_id) | (input_ids == self.config.image_token_id)
-                labels = labels.masked_fill(visual, IGNORE_INDEX)
-            loss = self.loss_function(logits=logits, labels=labels, vocab_size=self.config.text_config.vocab_size)
+        if labels is not None and input_ids is not None:
+            visual = (input_ids == self.config.video_token_id) | (input_ids == self.config.image_token_id)
+            labels = labels.masked_fill(visual, IGNORE_INDEX)
+        logits = loss = None
+        if labels is not None and not full_logits:
+            target = labels[:, 1:]  # (B, S-1): position t predicts token t+1
+            keep = target != IGNORE_INDEX  # (B, S-1)
+            picked = self.lm_head(hidden[:, :-1][keep]).float()  # (N, V), N supervised positions
+            loss = nn.functional.cross_entropy(picked, target[keep], reduction="sum") / keep.sum().clamp(min=1)
+        else:
+            logits = self.lm_head(hidden[:, -logits_to_keep:] if logits_to_keep else hidden)  # (B, S', V)
+            if labels is not None:
+                loss = self.loss_function(logits=logits, labels=labels, vocab_size=self.config.text_config.vocab_size)
         return VideoPandaCausalLMOutput(
             loss=loss,
             logits=logits,

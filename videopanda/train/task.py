@@ -53,7 +53,7 @@ class TrainingTask(nn.Module):
             ``loss`` (to backpropagate), ``lm_loss`` and ``distill_loss`` (detached), ``real_frames``.
         """
         distill = self.head is not None and teacher_features is not None
-        out = self.model(**model_inputs(batch), output_hidden_states=distill)
+        out = self.model(**model_inputs(batch), output_hidden_states=distill, full_logits=False)
         lm_loss = out.loss
         if distill:
             cfg = self.model.config
