@@ -116,7 +116,7 @@ def test_synth_command_writes_the_set(tmp_path, capsys):
     assert data_main(argv) == 0
     assert "wrote 3 training clips" in capsys.readouterr().out
     assert len(list((tmp_path / "s" / "videos").glob("*.mp4"))) == 6
-    assert json.loads((tmp_path / "s" / "manifest.json").read_text())["config"]["train_scene_weights"] == [2, 1, 1]
+    assert json.loads((tmp_path / "s" / "manifest.json").read_text())["config"]["train_scene_weights"] == [3, 1, 1]
 
 
 def test_synth_command_sets_the_training_mix_and_rejects_a_bad_one(tmp_path, capsys):
@@ -167,8 +167,8 @@ def test_training_scene_weights_set_the_mix_and_leave_evaluation_balanced():
     train, _ = build_scenes(SynthConfig(seed=1, train_videos=600, eval_videos=3, train_scene_weights=(1, 1, 1)))
     assert 0.27 < kinds(train).count("motion") / len(train) < 0.40
     train, _ = build_scenes(SynthConfig(seed=1, train_videos=600, eval_videos=3))
-    assert 0.44 < kinds(train).count("motion") / len(train) < 0.56  # default weights (2, 1, 1)
-    assert 0.19 < kinds(train).count("flash") / len(train) < 0.31
+    assert 0.54 < kinds(train).count("motion") / len(train) < 0.66  # default weights (3, 1, 1)
+    assert 0.14 < kinds(train).count("flash") / len(train) < 0.26
     with pytest.raises(ValueError, match="train_scene_weights"):
         SynthConfig(train_scene_weights=(1.0, 1.0))
     with pytest.raises(ValueError, match="train_scene_weights"):
