@@ -65,7 +65,8 @@ class DataConfig:
     num_workers: int = 0  # DataLoader worker processes
     # Keep every clip's decoded frames and every tokenised conversation in memory after their first use (each
     # process keeps its own copy, so pair it with num_workers: 0 or persistent workers). For small sets trained
-    # for several epochs on CPU, where decoding is a third of a step: the tiny demo's 3200 clips take about 1 GB.
+    # for several epochs on CPU, where decoding and tokenising cost about a sixth of a step: the tiny demo's 3200
+    # clips take about 1 GB.
     cache: bool = False
     seed: int = 42  # source fractions, flips and the sampler's order all derive from it
 

@@ -286,7 +286,7 @@ class VideoPandaForConditionalGeneration(VideoPandaPreTrainedModel, GenerationMi
             logits_to_keep: if > 0, compute logits only for the last ``logits_to_keep`` positions.
             full_logits: ``False`` (training): with ``labels``, run the LM head only at the positions whose next token
                 is supervised and return ``logits=None``. Same loss; at the tiny config's width the head over every
-                (mostly visual) position costs as much as the LLM's layers.
+                (mostly visual) position costs about two thirds of an LLM layer.
             Others: see :meth:`VideoPandaModel.forward`.
         """
         legacy_cache = kwargs.pop("past_key_values", None)  # transformers' older name for `cache`, still accepted
