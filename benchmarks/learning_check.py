@@ -1,7 +1,7 @@
 """Learning check: does the tiny model learn every question type of the synthetic set above chance on a CPU?
 
 For each model (the tiny Video-Panda, and the ablation without any temporal modelling: no LSTE, no GSTRA,
-``configs/ablations/tiny_no_lste_gstra.yaml``), on one synthetic VideoQA set (3200 training clips, 300 held-out
+``configs/ablations/tiny_no_lste_gstra.yaml``), on one synthetic VideoQA set (3200 training clips, 1200 held-out
 questions):
 
 1. run the quickstart pipeline (``videopanda.quickstart.run``) on the same data: ``configs/train/tiny_prealign.yaml``
