@@ -214,33 +214,30 @@ class VideoPandaDataset(Dataset):
 
     def _read_video(self, record: Record):
         """The record's sampled frames, decoded once per process when ``cache`` is on (failures are never cached)."""
-        if self._videos is not None and record.media in self._videos:
-            return self._videos[record.media]
         cfg = self.cfg
-        video = read_video(
+        return _memo(
+            self._videos,
             record.media,
-            cfg.num_frames,
-            decoder=cfg.decoder,
-            short_video=cfg.short_video,
-            sample_fps=cfg.sample_fps,
-            frames_folder_fps=cfg.frames_folder_fps,
+            lambda: read_video(
+                record.media,
+                cfg.num_frames,
+                decoder=cfg.decoder,
+                short_video=cfg.short_video,
+                sample_fps=cfg.sample_fps,
+                frames_folder_fps=cfg.frames_folder_fps,
+            ),
         )
-        if self._videos is not None:
-            self._videos[record.media] = video
-        return video
 
     def _tokenize(self, record: Record, index: int, counts: list[int] | None) -> tuple[list[int], list[int]]:
         """Token ids and labels of the record's conversation, fitted to ``max_length`` (cached when ``cache``)."""
-        key = (index, None if counts is None else tuple(counts))
-        if self._texts is not None and key in self._texts:
-            return self._texts[key]
-        ids, labels = tokenize_conversation(
-            self.tokenizer, record.conversations, self.cfg.template, counts, record.modality
-        )
-        fitted = self._fit_length(record, ids, labels)
-        if self._texts is not None:
-            self._texts[key] = fitted
-        return fitted
+
+        def build() -> tuple[list[int], list[int]]:
+            ids, labels = tokenize_conversation(
+                self.tokenizer, record.conversations, self.cfg.template, counts, record.modality
+            )
+            return self._fit_length(record, ids, labels)
+
+        return _memo(self._texts, (index, None if counts is None else tuple(counts)), build)
 
     def visual_token_counts(self, pixel_values: torch.Tensor) -> list[int]:
         """LLM tokens of each frame, computed from the mask channel exactly as the STAB does."""
@@ -272,3 +269,12 @@ class VideoPandaDataset(Dataset):
             self.overlength,
         )
         return ids[:limit], labels[:limit]
+
+
+def _memo(store: dict | None, key, make):
+    """``make()``, kept in ``store`` under ``key`` when ``store`` is a dict (a failing ``make`` stores nothing)."""
+    if store is None:
+        return make()
+    if key not in store:
+        store[key] = make()
+    return store[key]
