@@ -73,7 +73,7 @@ class VideoPandaDataset(Dataset):
         self.train = train
         self.epoch = 0
         self.skipped = 0  # samples substituted in this process (DataLoader workers count their own)
-        self.overlength = 0  # samples longer than max_length seen in this process
+        self.overlength = 0  # samples longer than max_length seen in this process (once each when cached)
         self.records, self.report = self._load(data_cfg)
         # data_cfg.cache: media path -> decoded clip, and (index, token counts) -> tokenised conversation
         self._videos: dict | None = {} if data_cfg.cache else None
