@@ -17,11 +17,12 @@ signal through the LLM does not teach it). ``--type all`` trains one probe per q
 
 The head and the encoder can be swapped, to tell an encoder that cannot see a feature from a head that cannot read
 it: ``--pool max`` takes the channel-wise maximum over the video's tokens instead of a learned-query softmax
-average, ``--token-mlp`` adds a residual per-token MLP before pooling, and ``--encoder patches`` (a bare patch
-embedding of the STAB's patch size and width, every frame) or ``--encoder cnn`` (a three-layer strided CNN, every
-frame) replace the STAB. ``--encoder stab-patches|stab-avg|stab-lsd`` keep only the STAB's first stages, every frame:
-its own patch embedding (with the model's initialisation), then nothing, LSD's plain 2x2 average (its ``r`` term
-alone) or its LSD; they tell which stage loses a feature::
+average (``--pool mean``: a plain average, which the softmax is at init), ``--token-mlp`` adds a residual per-token
+MLP before pooling, and ``--encoder patches`` (a bare patch embedding of the STAB's patch size and width, every
+frame) or ``--encoder cnn`` (a three-layer strided CNN, every frame) replace the STAB. ``--encoder
+stab-patches|stab-avg|stab-lsd`` keep only the STAB's first stages, every frame: its own patch embedding (with the
+model's initialisation), then nothing, LSD's plain 2x2 average (its ``r`` term alone) or its LSD; they tell which
+stage loses a feature::
 
     python benchmarks/stab_probe.py --type direction --steps 600
     python benchmarks/stab_probe.py --type direction --frozen runs/quickstart/finetune --steps 300
@@ -63,7 +64,8 @@ class Probe(nn.Module):
     Args:
         width: token width C.
         classes: answers of the probed type.
-        pool: ``attention`` (a learned query, softmax average) or ``max`` (channel-wise maximum).
+        pool: ``attention`` (a learned query, softmax average), ``mean`` (a plain average) or ``max`` (channel-wise
+            maximum).
         token_mlp: a residual two-layer MLP on every token before pooling.
     """
 
@@ -78,8 +80,8 @@ class Probe(nn.Module):
         if pool == "attention":
             self.query = nn.Parameter(torch.randn(width) * 0.02)
             self.key = nn.Linear(width, width)
-        elif pool != "max":
-            raise ValueError(f"unknown pooling {pool!r}: 'attention' or 'max'")
+        elif pool not in ("mean", "max"):
+            raise ValueError(f"unknown pooling {pool!r}: 'attention', 'mean' or 'max'")
         self.head = nn.Sequential(nn.LayerNorm(width), nn.Linear(width, classes))
 
     def forward(self, tokens: torch.Tensor, video: torch.Tensor, videos: int) -> torch.Tensor:
@@ -90,7 +92,10 @@ class Probe(nn.Module):
             start = tokens.new_full((videos, tokens.shape[1]), torch.finfo(tokens.dtype).min)
             pooled = start.scatter_reduce(0, video[:, None].expand_as(tokens), tokens, "amax")  # (videos, C)
             return self.head(pooled)
-        score = self.key(tokens) @ self.query / tokens.shape[1] ** 0.5  # (T,)
+        if self.pool == "mean":
+            score = tokens.new_zeros(tokens.shape[0])  # (T,) equal weights
+        else:
+            score = self.key(tokens) @ self.query / tokens.shape[1] ** 0.5  # (T,)
         weight = torch.exp(score - score.max())  # (T,) unnormalised softmax, normalised per video below
         norm = tokens.new_zeros(videos).index_add_(0, video, weight)  # (videos,)
         pooled = tokens.new_zeros(videos, tokens.shape[1]).index_add_(0, video, tokens * weight[:, None])
@@ -174,7 +179,7 @@ def main() -> int:
     parser.add_argument("--lr", type=float, default=1e-3)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--save", default="", help="fresh mode: save the model with the trained STAB here")
-    parser.add_argument("--pool", choices=["attention", "max"], default="attention", help="how the probe pools")
+    parser.add_argument("--pool", choices=["attention", "mean", "max"], default="attention", help="how the probe pools")
     parser.add_argument("--token-mlp", action="store_true", help="a per-token MLP before pooling")
     parser.add_argument("--encoder", choices=["stab", *STAGES, "patches", "cnn"], default="stab",
                         help="what makes the tokens: the STAB, its first stages (its patch embedding, then nothing, "

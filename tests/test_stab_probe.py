@@ -40,6 +40,15 @@ def test_attention_pooling_is_a_softmax_average_within_each_video(stab_probe):
     torch.testing.assert_close(probe(tokens, video, 2), probe.head(torch.stack(rows)))
 
 
+def test_mean_pooling_is_the_plain_average_of_each_video(stab_probe):
+    torch.manual_seed(0)
+    probe = stab_probe.Probe(width=6, classes=3, pool="mean")
+    tokens = torch.randn(6, 6)
+    video = torch.tensor([0, 1, 1, 2, 2, 2])
+    expected = torch.stack([tokens[video == v].mean(dim=0) for v in range(3)])  # (3, 6)
+    torch.testing.assert_close(probe(tokens, video, 3), probe.head(expected))
+
+
 def test_frame_encoders_give_one_token_per_output_pixel(stab_probe):
     frames = torch.randn(2, 8, 4, 56, 56)
     tokens, video = stab_probe.FrameEncoder("patches", width=16, patch_size=14)(frames)
@@ -73,6 +82,7 @@ def test_stab_stages_cut_the_stab_after_its_patch_embedding_average_or_lsd(stab_
         ["--encoder", "patches", "--token-mlp", "--pool", "max"],
         ["--encoder", "cnn"],
         ["--encoder", "stab-lsd", "--pool", "max"],
+        ["--frozen", "random", "--pool", "mean", "--token-mlp"],
     ],
 )
 def test_the_probe_runs_and_prints_its_table(stab_probe, tmp_path_factory, monkeypatch, capsys, extra):
@@ -103,6 +113,6 @@ def test_contradictory_options_are_refused(stab_probe, monkeypatch, capsys, argv
 
 def test_unknown_pooling_or_encoder_is_an_error(stab_probe):
     with pytest.raises(ValueError, match="unknown pooling"):
-        stab_probe.Probe(8, 2, pool="mean")
+        stab_probe.Probe(8, 2, pool="median")
     with pytest.raises(ValueError, match="unknown frame encoder"):
         stab_probe.FrameEncoder("vit", 8, 4)
