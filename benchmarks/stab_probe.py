@@ -17,7 +17,8 @@ signal through the LLM does not teach it). ``--type all`` trains one probe per q
 
 The head and the encoder can be swapped, to tell an encoder that cannot see a feature from a head that cannot read
 it: ``--pool max`` takes the channel-wise maximum over the video's tokens instead of a learned-query softmax
-average (``--pool mean``: a plain average, which the softmax is at init), ``--token-mlp`` adds a residual per-token
+average (``--pool mean``: a plain average, which the softmax is at init; ``--pool object``: the average over the
+tokens that show a shape, found from the pixels, an oracle attention), ``--token-mlp`` adds a residual per-token
 MLP before pooling, and ``--encoder patches`` (a bare patch embedding of the STAB's patch size and width, every
 frame) or ``--encoder cnn`` (a three-layer strided CNN, every frame) replace the STAB. ``--encoder
 stab-patches|stab-avg|stab-lsd`` keep only the STAB's first stages, every frame: its own patch embedding (with the
@@ -64,7 +65,8 @@ class Probe(nn.Module):
     Args:
         width: token width C.
         classes: answers of the probed type.
-        pool: ``attention`` (a learned query, softmax average), ``mean`` (a plain average) or ``max`` (channel-wise
+        pool: ``attention`` (a learned query, softmax average), ``mean`` (a plain average), ``object`` (a plain
+            average over the tokens that ``forward``'s ``select`` marks: an oracle attention) or ``max`` (channel-wise
             maximum).
         token_mlp: a residual two-layer MLP on every token before pooling.
     """
@@ -80,24 +82,33 @@ class Probe(nn.Module):
         if pool == "attention":
             self.query = nn.Parameter(torch.randn(width) * 0.02)
             self.key = nn.Linear(width, width)
-        elif pool not in ("mean", "max"):
-            raise ValueError(f"unknown pooling {pool!r}: 'attention', 'mean' or 'max'")
+        elif pool not in ("mean", "object", "max"):
+            raise ValueError(f"unknown pooling {pool!r}: 'attention', 'mean', 'object' or 'max'")
         self.head = nn.Sequential(nn.LayerNorm(width), nn.Linear(width, classes))
 
-    def forward(self, tokens: torch.Tensor, video: torch.Tensor, videos: int) -> torch.Tensor:
-        """tokens (T, C) of all videos, video (T,) index of each token's video -> logits (videos, classes)."""
+    def forward(
+        self, tokens: torch.Tensor, video: torch.Tensor, videos: int, select: torch.Tensor | None = None
+    ) -> torch.Tensor:
+        """tokens (T, C) of all videos, video (T,) index of each token's video -> logits (videos, classes).
+
+        ``select`` (T,) bool marks the tokens the ``object`` pooling averages (required by it, ignored otherwise).
+        """
         if self.mlp is not None:
             tokens = tokens + self.mlp(tokens)  # (T, C)
         if self.pool == "max":
             start = tokens.new_full((videos, tokens.shape[1]), torch.finfo(tokens.dtype).min)
             pooled = start.scatter_reduce(0, video[:, None].expand_as(tokens), tokens, "amax")  # (videos, C)
             return self.head(pooled)
-        if self.pool == "mean":
-            score = tokens.new_zeros(tokens.shape[0])  # (T,) equal weights
+        if self.pool in ("mean", "object"):
+            weight = tokens.new_ones(tokens.shape[0])  # (T,) equal weights
+            if self.pool == "object":
+                if select is None:
+                    raise ValueError("object pooling needs the selected tokens (select)")
+                weight = weight * select
         else:
             score = self.key(tokens) @ self.query / tokens.shape[1] ** 0.5  # (T,)
-        weight = torch.exp(score - score.max())  # (T,) unnormalised softmax, normalised per video below
-        norm = tokens.new_zeros(videos).index_add_(0, video, weight)  # (videos,)
+            weight = torch.exp(score - score.max())  # (T,) unnormalised softmax, normalised per video below
+        norm = tokens.new_zeros(videos).index_add_(0, video, weight).clamp(min=1e-6)  # (videos,)
         pooled = tokens.new_zeros(videos, tokens.shape[1]).index_add_(0, video, tokens * weight[:, None])
         return self.head(pooled / norm[:, None])
 
@@ -148,6 +159,24 @@ class StabStages(nn.Module):
         return per_video(patches.flatten(2).transpose(1, 2), frames.shape[0])
 
 
+def object_tokens(frames: torch.Tensor, per_frame: int) -> torch.Tensor:
+    """Which tokens of a full-canvas, row-major token grid show a shape: (B*F*P,) bool for frames (B, F, 4, S, S).
+
+    A token counts when more than 5% of its window is saturated (max - min of RGB above 0.3 of the range): the
+    synthetic shapes are saturated colours, backgrounds and the letterbox are not.
+    """
+    from videopanda.data.transforms import CLIP_MEAN, CLIP_STD
+
+    grid = round(per_frame**0.5)
+    if grid * grid != per_frame:
+        raise ValueError(f"{per_frame} tokens per frame are not a square grid")
+    mean, std = (torch.tensor(v, dtype=frames.dtype)[:, None, None] for v in (CLIP_MEAN, CLIP_STD))
+    rgb = frames[:, :, :3] * std + mean  # (B, F, 3, S, S) in [0, 1]
+    saturated = (rgb.amax(2) - rgb.amin(2) > 0.3).to(frames.dtype)  # (B, F, S, S)
+    share = nn.functional.adaptive_avg_pool2d(saturated.flatten(0, 1)[:, None], grid)  # (B*F, 1, g, g)
+    return share.flatten() > 0.05
+
+
 def per_video(tokens: torch.Tensor, videos: int) -> tuple[torch.Tensor, torch.Tensor]:
     """tokens (B*F, P, C) of every frame -> (B*F*P, C) and each token's video index (B*F*P,)."""
     flat = tokens.reshape(videos, -1, tokens.shape[-1])  # (B, F*P, C)
@@ -179,7 +208,9 @@ def main() -> int:
     parser.add_argument("--lr", type=float, default=1e-3)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--save", default="", help="fresh mode: save the model with the trained STAB here")
-    parser.add_argument("--pool", choices=["attention", "mean", "max"], default="attention", help="how the probe pools")
+    parser.add_argument(
+        "--pool", choices=["attention", "mean", "object", "max"], default="attention", help="how the probe pools"
+    )
     parser.add_argument("--token-mlp", action="store_true", help="a per-token MLP before pooling")
     parser.add_argument("--encoder", choices=["stab", *STAGES, "patches", "cnn"], default="stab",
                         help="what makes the tokens: the STAB, its first stages (its patch embedding, then nothing, "
@@ -187,6 +218,10 @@ def main() -> int:
     args = parser.parse_args()
     if args.save and (args.frozen or args.encoder != "stab"):
         parser.error("--save keeps a probe-trained STAB; it needs the fresh mode (no --frozen) and --encoder stab")
+    if args.pool == "object" and args.encoder == "stab":
+        parser.error(
+            "--pool object needs a full-canvas token grid: --encoder stab-patches|stab-avg|stab-lsd|patches|cnn"
+        )
     if args.frozen and args.encoder in ("patches", "cnn"):
         parser.error("--frozen freezes a STAB; it needs --encoder stab or stab-*")
     types = list(ANSWERS) if args.type == "all" else [args.type]
@@ -218,9 +253,12 @@ def main() -> int:
             out = stab(batch)
             counts = out.frame_token_counts.view(batch.shape[0], -1).sum(1)  # (B,)
             tokens, video = out.tokens, torch.repeat_interleave(torch.arange(batch.shape[0]), counts)  # (T, C), (T,)
+            select = None
         else:
             tokens, video = encoder(batch)
-        return [probe(tokens, video, batch.shape[0]) for probe in probes]
+            per_frame = tokens.shape[0] // (batch.shape[0] * batch.shape[1])
+            select = object_tokens(batch, per_frame) if args.pool == "object" else None
+        return [probe(tokens, video, batch.shape[0], select) for probe in probes]
 
     def held_out() -> list[float]:
         """Held-out accuracy of each type, over the clips that answer it."""

@@ -49,6 +49,30 @@ def test_mean_pooling_is_the_plain_average_of_each_video(stab_probe):
     torch.testing.assert_close(probe(tokens, video, 3), probe.head(expected))
 
 
+def test_object_pooling_averages_only_the_selected_tokens_of_each_video(stab_probe):
+    torch.manual_seed(0)
+    probe = stab_probe.Probe(width=6, classes=3, pool="object")
+    tokens = torch.randn(6, 6)
+    video = torch.tensor([0, 0, 0, 1, 1, 1])
+    select = torch.tensor([True, False, True, False, False, True])
+    expected = torch.stack([tokens[[0, 2]].mean(dim=0), tokens[5]])  # (2, 6)
+    torch.testing.assert_close(probe(tokens, video, 2, select), probe.head(expected))
+    with pytest.raises(ValueError, match="needs the selected tokens"):
+        probe(tokens, video, 2)
+
+
+def test_object_tokens_are_the_windows_that_show_a_saturated_shape(stab_probe):
+    from videopanda.data.transforms import preprocess_frames
+
+    grey = torch.full((1, 56, 56, 3), 120, dtype=torch.uint8)  # (F, H, W, 3) a grey frame ...
+    grey[0, 30:40, 5:15] = torch.tensor([220, 30, 30], dtype=torch.uint8)  # ... with a red square, lower left
+    frames = preprocess_frames(grey, 1, 56, 14)[None]  # (1, 1, 4, 56, 56)
+    select = stab_probe.object_tokens(frames, per_frame=4)  # a 2x2 grid of 28 px windows
+    assert select.tolist() == [False, False, True, False]
+    with pytest.raises(ValueError, match="not a square grid"):
+        stab_probe.object_tokens(frames, per_frame=3)
+
+
 def test_frame_encoders_give_one_token_per_output_pixel(stab_probe):
     frames = torch.randn(2, 8, 4, 56, 56)
     tokens, video = stab_probe.FrameEncoder("patches", width=16, patch_size=14)(frames)
@@ -83,6 +107,7 @@ def test_stab_stages_cut_the_stab_after_its_patch_embedding_average_or_lsd(stab_
         ["--encoder", "cnn"],
         ["--encoder", "stab-lsd", "--pool", "max"],
         ["--frozen", "random", "--pool", "mean", "--token-mlp"],
+        ["--frozen", "random", "--encoder", "stab-lsd", "--pool", "object"],
     ],
 )
 def test_the_probe_runs_and_prints_its_table(stab_probe, tmp_path_factory, monkeypatch, capsys, extra):
@@ -102,6 +127,7 @@ def test_the_probe_runs_and_prints_its_table(stab_probe, tmp_path_factory, monke
         (["--encoder", "cnn", "--save", "x"], "--save keeps a probe-trained STAB"),
         (["--frozen", "random", "--save", "x"], "--save keeps a probe-trained STAB"),
         (["--frozen", "random", "--encoder", "cnn"], "--frozen freezes a STAB"),
+        (["--pool", "object"], "--pool object needs a full-canvas token grid"),
     ],
 )
 def test_contradictory_options_are_refused(stab_probe, monkeypatch, capsys, argv, message):
