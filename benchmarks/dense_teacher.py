@@ -56,11 +56,10 @@ def patch_labels(frames: torch.Tensor, scenes: list[Scene], patch: int) -> torch
     Returns:
         (N, F, G*G, len(LABELS)) class indices, ``IGNORE`` where a label does not apply.
     """
-    from videopanda.data.transforms import CLIP_MEAN, CLIP_STD
+    from videopanda.data.transforms import unnormalize_rgb
 
     n, f = frames.shape[:2]
-    mean, std = torch.tensor(CLIP_MEAN).view(1, 1, 3, 1, 1), torch.tensor(CLIP_STD).view(1, 1, 3, 1, 1)
-    rgb = (frames[:, :, :3] * std + mean) * 255  # (N, F, 3, S, S)
+    rgb = unnormalize_rgb(frames) * 255  # (N, F, 3, S, S)
     palette = torch.tensor(list(COLORS.values()), dtype=torch.float32)  # (K, 3)
     cover = []  # per palette colour: (N, F, P) share of each patch's pixels near it, row-major patches
     for rgb_k in palette:

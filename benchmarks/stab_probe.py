@@ -165,13 +165,12 @@ def object_tokens(frames: torch.Tensor, per_frame: int) -> torch.Tensor:
     A token counts when more than 5% of its window is saturated (max - min of RGB above 0.3 of the range): the
     synthetic shapes are saturated colours, backgrounds and the letterbox are not.
     """
-    from videopanda.data.transforms import CLIP_MEAN, CLIP_STD
+    from videopanda.data.transforms import unnormalize_rgb
 
     grid = round(per_frame**0.5)
     if grid * grid != per_frame:
         raise ValueError(f"{per_frame} tokens per frame are not a square grid")
-    mean, std = (torch.tensor(v, dtype=frames.dtype)[:, None, None] for v in (CLIP_MEAN, CLIP_STD))
-    rgb = frames[:, :, :3] * std + mean  # (B, F, 3, S, S) in [0, 1]
+    rgb = unnormalize_rgb(frames)  # (B, F, 3, S, S) in [0, 1]
     saturated = (rgb.amax(2) - rgb.amin(2) > 0.3).to(frames.dtype)  # (B, F, S, S)
     share = nn.functional.adaptive_avg_pool2d(saturated.flatten(0, 1)[:, None], grid)  # (B*F, 1, g, g)
     return share.flatten() > 0.05

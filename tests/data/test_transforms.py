@@ -15,6 +15,7 @@ from videopanda.data.transforms import (
     letterbox_geometry,
     preprocess_clip,
     preprocess_frames,
+    unnormalize_rgb,
 )
 from videopanda.data.video_io import read_video
 from videopanda.model.geometry import content_boxes, frame_token_counts, patch_mask
@@ -101,3 +102,11 @@ def test_teacher_canvas_must_be_half_the_student_grid():
         DataConfig(image_size=112, patch_size=14, teacher=True)  # 8 patches -> teacher needs 4, default gives 16
     cfg = DataConfig(image_size=112, patch_size=14, teacher=True, teacher_image_size=56)
     assert cfg.teacher_grid == cfg.token_grid == 4
+
+
+def test_unnormalize_rgb_inverts_the_clip_normalisation():
+    frames = torch.randint(0, 256, (2, 56, 56, 3), dtype=torch.uint8)  # (n, H, W, 3), already canvas-sized
+    out = preprocess_frames(frames, 3, 56, 14)  # (3, 4, 56, 56), the third frame padded
+    rgb = unnormalize_rgb(out[None])  # (1, 3, 3, 56, 56)
+    assert rgb.shape == (1, 3, 3, 56, 56)
+    torch.testing.assert_close(rgb[0, :2] * 255, frames.permute(0, 3, 1, 2).float(), atol=1e-3, rtol=0)

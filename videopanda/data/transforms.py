@@ -141,6 +141,20 @@ def preprocess_frames(
     return out
 
 
+def unnormalize_rgb(pixels: torch.Tensor) -> torch.Tensor:
+    """Undo the CLIP normalisation of :func:`preprocess_frames` output (for diagnostics that look at the pixels).
+
+    Args:
+        pixels: (..., C, S, S) with C >= 3: CLIP-normalised RGB in channels 0-2 (a 4th mask channel is dropped).
+
+    Returns:
+        (..., 3, S, S) RGB in [0, 1] (the letterbox is the CLIP-mean colour).
+    """
+    mean = torch.tensor(CLIP_MEAN, dtype=pixels.dtype).view(3, 1, 1)
+    std = torch.tensor(CLIP_STD, dtype=pixels.dtype).view(3, 1, 1)
+    return pixels[..., :3, :, :] * std + mean
+
+
 def preprocess_clip(
     frames: torch.Tensor, cfg: DataConfig, flip: bool = False, teacher: bool | None = None
 ) -> tuple[torch.Tensor, torch.Tensor | None]:
