@@ -57,7 +57,7 @@ class StageConfig:
 
 @dataclass
 class OptimConfig:
-    """AdamW, warmup then cosine (HF's schedule: linear warmup over ceil(ratio * steps), half-cosine to 0)."""
+    """AdamW (or Muon for hidden matrices), warmup then cosine (HF's: linear warmup over ceil(ratio * steps))."""
 
     batch_size: int = 8  # per device (micro-batch)
     grad_accum: int = 1
@@ -69,6 +69,11 @@ class OptimConfig:
     betas: list[float] = field(default_factory=lambda: [0.9, 0.999])
     eps: float = 1e-8
     grad_clip: float = 1.0  # DECISIONS.md: a config value; 0 reproduces the reference (no clipping)
+    # "muon": Muon on the Linear weights but the LM head, AdamW on the rest (videopanda.train.muon), at the same
+    # learning rates; "adamw" everywhere is the reference's.
+    optimizer: Literal["adamw", "muon"] = "adamw"
+    muon_momentum: float = 0.95
+    muon_lr_scale: float = 1.0  # Muon groups train at this multiple of their group's learning rate
 
     def __post_init__(self) -> None:
         if self.batch_size < 1 or self.grad_accum < 1:
