@@ -8,8 +8,10 @@ import pytest
 import torch
 
 from tests.conftest import tiny_model_config
+from tests.train.conftest import REPO
+from videopanda.config import load_config
 from videopanda.model import build_model
-from videopanda.train.config import OptimConfig, StageConfig
+from videopanda.train.config import OptimConfig, StageConfig, TrainConfig
 from videopanda.train.muon import MuonAdamW, orthogonalize
 from videopanda.train.optim import build_optimizer
 from videopanda.train.stages import apply_trainable
@@ -38,8 +40,9 @@ def test_adamw_groups_follow_torch_adamw():
     a, b = torch.randn(5, 3, requires_grad=True), torch.randn(7, requires_grad=True)
     a2, b2 = (t.detach().clone().requires_grad_() for t in (a, b))
     ours = MuonAdamW([{"params": [a], "weight_decay": 0.1}, {"params": [b]}], lr=1e-2, betas=(0.9, 0.99))
-    ref = torch.optim.AdamW([{"params": [a2], "weight_decay": 0.1}, {"params": [b2], "weight_decay": 0.0}], lr=1e-2,
-                            betas=(0.9, 0.99))
+    ref = torch.optim.AdamW(
+        [{"params": [a2], "weight_decay": 0.1}, {"params": [b2], "weight_decay": 0.0}], lr=1e-2, betas=(0.9, 0.99)
+    )
     for step in range(5):
         for opt, (x, y) in ((ours, (a, b)), (ref, (a2, b2))):
             opt.zero_grad()
@@ -113,3 +116,15 @@ def test_state_round_trip_gives_the_same_next_step():
     step(fresh)
     for p, q in zip(params, after, strict=True):
         torch.testing.assert_close(p.detach(), q)
+
+
+def test_muon_under_deepspeed_is_a_clear_config_error():
+    zero2 = "distributed.deepspeed=configs/deepspeed/zero2.json"
+    with pytest.raises(ValueError, match="optim.optimizer=adamw"):
+        load_config(TrainConfig, REPO / "configs/train/tiny_finetune.yaml", [zero2])
+    cfg = load_config(
+        TrainConfig,
+        REPO / "configs/train/tiny_finetune.yaml",
+        [zero2, "optim.optimizer=adamw"],
+    )
+    assert cfg.optim.optimizer == "adamw"

@@ -153,6 +153,12 @@ class TrainConfig:
     max_minutes: float = 0.0  # stop with a checkpoint (no final model; exit code 3) after this wall time; 0 = none
 
     def __post_init__(self) -> None:
+        if self.optim.optimizer == "muon" and self.distributed.deepspeed:
+            raise ValueError(
+                f"optim.optimizer=muon with distributed.deepspeed={self.distributed.deepspeed}: DeepSpeed's ZeRO "
+                "flattens each param group into one vector, and Muon needs every weight as a matrix; add "
+                "optim.optimizer=adamw (the tiny configs use Muon), or train without DeepSpeed (DDP works)"
+            )
         if "distill_head" in self.stage.trainable and not self.distill.enabled:
             self.stage.trainable = [g for g in self.stage.trainable if g != "distill_head"]
         if self.distill.enabled and not self.data.teacher:

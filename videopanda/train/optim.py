@@ -18,7 +18,8 @@ def build_optimizer(task, stage: StageConfig, optim: OptimConfig) -> torch.optim
     Biases and 1-D parameters (norms, embeddings-as-vectors) get no weight decay. Each param group carries a
     ``name`` (``stab``, ``projector``, ``distill_head``, ``llm``, with ``/no_decay`` for the second half) for logging.
     With ``optim.optimizer: muon`` the weights of Linear layers (but the LM head) move to a third group per
-    trainable group, ``NAME/muon``, updated by Muon at the group's learning rate times ``optim.muon_lr_scale`` (:class:`MuonAdamW`).
+    trainable group, ``NAME/muon``, updated by Muon (:class:`MuonAdamW`) at the group's learning rate times
+    ``optim.muon_lr_scale``.
     """
     muon_ids = set()
     if optim.optimizer == "muon":
