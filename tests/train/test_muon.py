@@ -71,8 +71,19 @@ def test_muon_step_is_the_scaled_orthogonalised_nesterov_momentum():
 
 
 def test_muon_rejects_a_weight_that_is_not_a_matrix():
-    with pytest.raises(ValueError, match="2-D"):
-        MuonAdamW([{"params": [torch.zeros(2, 3, 4, requires_grad=True)], "muon": True, "name": "stab/muon"}])
+    with pytest.raises(ValueError, match=r"matrices only; group stab/muon has \[\(5,\)\]"):
+        MuonAdamW([{"params": [torch.zeros(5, requires_grad=True)], "muon": True, "name": "stab/muon"}])
+
+
+def test_a_convolution_weight_moves_as_its_out_by_in_times_kernel_matrix():
+    torch.manual_seed(0)
+    w = torch.randn(6, 3, 2, 2, requires_grad=True)
+    start = w.detach().clone()
+    opt = MuonAdamW([{"params": [w], "muon": True}], lr=0.01)
+    w.grad = torch.randn(6, 3, 2, 2)
+    opt.step()
+    expected = start - 0.01 * 0.2 * math.sqrt(12) * orthogonalize(w.grad.reshape(6, 12)).view(6, 3, 2, 2)
+    torch.testing.assert_close(w.detach(), expected)
 
 
 def _optimizer(task=None, **optim):
@@ -128,3 +139,11 @@ def test_muon_under_deepspeed_is_a_clear_config_error():
         [zero2, "optim.optimizer=adamw"],
     )
     assert cfg.optim.optimizer == "adamw"
+
+
+def test_muon_convs_adds_the_dense_convolutions_but_not_the_depthwise_ones():
+    task, opt = _optimizer(muon_convs=True)
+    groups = {id(p): g for g in opt.param_groups for p in g["params"]}
+    stab = task.model.model.video_tokenizer
+    assert groups[id(stab.patch_embedding.proj.weight)]["muon"]
+    assert not groups[id(stab.lste.dpe.weight)]["muon"]  # depthwise: groups == channels

@@ -74,6 +74,7 @@ class OptimConfig:
     optimizer: Literal["adamw", "muon"] = "adamw"
     muon_momentum: float = 0.95
     muon_lr_scale: float = 1.0  # Muon groups train at this multiple of their group's learning rate
+    muon_convs: bool = False  # Muon for the (not grouped) convolutions too, each weight as (out, in * kernel)
 
     def __post_init__(self) -> None:
         if self.batch_size < 1 or self.grad_accum < 1:

@@ -71,9 +71,9 @@ class MuonAdamW(torch.optim.Optimizer):
         super().__init__(params, defaults)
         for group in self.param_groups:
             if group["muon"]:
-                bad = [tuple(p.shape) for p in group["params"] if p.dim() != 2]
+                bad = [tuple(p.shape) for p in group["params"] if p.dim() < 2]
                 if bad:
-                    raise ValueError(f"Muon takes 2-D weights only; group {group.get('name', '?')} has {bad}")
+                    raise ValueError(f"Muon takes weight matrices only; group {group.get('name', '?')} has {bad}")
 
     @torch.no_grad()
     def step(self, closure=None):
@@ -106,11 +106,12 @@ class MuonAdamW(torch.optim.Optimizer):
             grads = [p.grad for p in same]
             torch._foreach_mul_(bufs, mu)
             torch._foreach_add_(bufs, grads)
-            nesterov = torch.stack(grads).add_(torch.stack(bufs), alpha=mu)  # (n, rows, cols)
-            update = orthogonalize(nesterov, group["ns_steps"])
+            nesterov = torch.stack(grads).add_(torch.stack(bufs), alpha=mu)  # (n, *shape)
+            # a convolution's (out, in, *kernel) weight is the matrix (out, in * kernel)
+            update = orthogonalize(nesterov.flatten(2), group["ns_steps"]).view_as(nesterov)
             if wd:
                 torch._foreach_mul_(same, 1 - lr * wd)
-            scale = 0.2 * math.sqrt(max(shape))  # AdamW's update RMS for this shape
+            scale = 0.2 * math.sqrt(max(shape[0], math.prod(shape[1:])))  # AdamW's update RMS for this shape
             torch._foreach_add_(same, list(update.unbind(0)), alpha=-lr * scale)
 
     def _adamw(self, group, params) -> None:

@@ -25,6 +25,9 @@ def build_optimizer(task, stage: StageConfig, optim: OptimConfig) -> torch.optim
     if optim.optimizer == "muon":
         head = task.model.get_output_embeddings()
         muon_ids = {id(m.weight) for m in task.modules() if isinstance(m, torch.nn.Linear) and m is not head}
+        if optim.muon_convs:
+            convs = (torch.nn.Conv1d, torch.nn.Conv2d, torch.nn.Conv3d)
+            muon_ids |= {id(m.weight) for m in task.modules() if isinstance(m, convs) and m.groups == 1}
     param_groups = []
     for name, params in parameter_groups(task).items():
         params = [p for p in params if p.requires_grad]
