@@ -513,10 +513,9 @@ def _log(accelerator: Accelerator, state: TrainState, window: _Window, optimizer
         "throughput/tokens_per_s": window.tokens * accelerator.num_processes / elapsed,
         "throughput/samples_per_s": window.samples * accelerator.num_processes / elapsed,
     }
-    for group in optimizer.param_groups:
-        name = group.get("name", "group")
-        if not name.endswith("/no_decay"):
-            metrics[f"lr/{name}"] = group["lr"]
+    for group in optimizer.param_groups:  # lr/<group> (and lr/<group>/muon where Muon runs at its own scale)
+        name = group.get("name", "group").removesuffix("/no_decay")
+        metrics.setdefault(f"lr/{name}", group["lr"])
     accelerator.log(metrics, step=state.step)
     if progress is not None:
         progress.set_postfix(lm=f"{metrics['loss/lm']:.3f}", distill=f"{metrics['loss/distill']:.3f}")
