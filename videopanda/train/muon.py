@@ -1,9 +1,9 @@
 """Muon for the hidden weight matrices, AdamW for everything else, as one ``torch.optim.Optimizer``.
 
-Muon (Jordan et al., 2024) takes SGD momentum (Nesterov) of a 2-D weight's gradient and replaces it with the
+Muon (Jordan et al., 2024) takes SGD momentum (Nesterov) of a weight matrix's gradient and replaces it with the
 nearest semi-orthogonal matrix, found with a few Newton-Schulz iterations, so that every direction of the update
 moves at the same speed. Small transformers trained from scratch need fewer steps with it than with AdamW. It suits
-hidden matrices only: embeddings, the LM head, convolutions, norms and biases stay on AdamW.
+hidden matrices: embeddings, the LM head, norms and biases stay on AdamW (convolutions too, unless muon_convs).
 
 One optimizer rather than two, so that the learning-rate schedule, accelerate, gradient clipping and checkpoints
 see a single object: each param group carries ``muon: True`` or ``False``. The Muon update is scaled to AdamW's
@@ -43,7 +43,7 @@ def orthogonalize(
 
 
 class MuonAdamW(torch.optim.Optimizer):
-    """Muon on the groups with ``muon: True`` (2-D parameters only), AdamW on the others.
+    """Muon on the groups with ``muon: True`` (matrices; a convolution as out x in * kernel), AdamW on the rest.
 
     Args:
         params: param groups (dicts); each may set ``lr``, ``weight_decay`` and ``muon``.
