@@ -69,8 +69,8 @@ class OptimConfig:
     betas: list[float] = field(default_factory=lambda: [0.9, 0.999])
     eps: float = 1e-8
     grad_clip: float = 1.0  # DECISIONS.md: a config value; 0 reproduces the reference (no clipping)
-    # "muon": Muon on the Linear weights but the LM head, AdamW on the rest (videopanda.train.muon), at the same
-    # learning rates; "adamw" everywhere is the reference's.
+    # "muon": Muon on the Linear weights but the LM head, AdamW on the rest (videopanda.train.muon), at the group
+    # learning rates (times muon_lr_scale for Muon); "adamw" everywhere is the reference's.
     optimizer: Literal["adamw", "muon"] = "adamw"
     muon_momentum: float = 0.95
     muon_lr_scale: float = 1.0  # Muon groups train at this multiple of their group's learning rate

@@ -16,6 +16,7 @@ from __future__ import annotations
 import math
 
 import torch
+from torch.optim.adamw import adamw
 
 # The quintic Newton-Schulz coefficients of the Muon reference: they push singular values into about [0.7, 1.2]
 # in 5 iterations, which is as orthogonal as the update needs.
@@ -115,20 +116,27 @@ class MuonAdamW(torch.optim.Optimizer):
             torch._foreach_add_(same, list(update.unbind(0)), alpha=-lr * scale)
 
     def _adamw(self, group, params) -> None:
-        lr, wd, eps = group["lr"], group["weight_decay"], group["eps"]
-        beta1, beta2 = group["betas"]
+        """torch's own AdamW update (its functional form), with the state keys ``torch.optim.AdamW`` keeps."""
         for p in params:
             state = self.state[p]
             if not state:
                 state["step"] = torch.zeros((), dtype=torch.float32)
                 state["exp_avg"] = torch.zeros_like(p)
                 state["exp_avg_sq"] = torch.zeros_like(p)
-            state["step"] += 1
-            step = state["step"].item()
-            exp_avg, exp_avg_sq = state["exp_avg"], state["exp_avg_sq"]
-            exp_avg.lerp_(p.grad, 1 - beta1)
-            exp_avg_sq.mul_(beta2).addcmul_(p.grad, p.grad, value=1 - beta2)
-            denom = (exp_avg_sq / (1 - beta2**step)).sqrt_().add_(eps)
-            if wd:
-                p.mul_(1 - lr * wd)
-            p.addcdiv_(exp_avg, denom, value=-lr / (1 - beta1**step))
+        states = [self.state[p] for p in params]
+        beta1, beta2 = group["betas"]
+        adamw(
+            params,
+            [p.grad for p in params],
+            [s["exp_avg"] for s in states],
+            [s["exp_avg_sq"] for s in states],
+            [],
+            [s["step"] for s in states],
+            amsgrad=False,
+            beta1=beta1,
+            beta2=beta2,
+            lr=group["lr"],
+            weight_decay=group["weight_decay"],
+            eps=group["eps"],
+            maximize=False,
+        )
