@@ -181,16 +181,19 @@ def test_cache_decodes_each_clip_once_and_gives_the_same_samples(sources, bpe_to
         return real_read(path, *args, **kwargs)
 
     monkeypatch.setattr(dataset_module, "read_video", counting_read)
-    for epoch in (0, 1):  # flips differ between epochs; the cached frames are flipped afresh each time
+    flips = set()
+    for epoch in (0, 3, 0):  # no flip in epoch 0, clip 0 flipped in epoch 3: the cached clips are flipped afresh
         plain.set_epoch(epoch)
         cached.set_epoch(epoch)
         for i in (0, 1):
+            flips.add(cached._flip(i))
             a, b = plain[i], cached[i]
             assert torch.equal(a["input_ids"], b["input_ids"]) and torch.equal(a["labels"], b["labels"])
-            assert torch.equal(a["pixel_values"], b["pixel_values"])
+            assert torch.equal(a["pixel_values"], b["pixel_values"])  # also after a flip: the cache is not mirrored
             assert torch.equal(a["teacher_pixel_values"], b["teacher_pixel_values"])
-    # the plain dataset decoded clips 0 and 1 in both epochs; the cached one only in the first
-    assert len(decoded) == 4 + 2
+    assert flips == {True, False}
+    # the plain dataset decoded clips 0 and 1 in every epoch; the cached one only in the first
+    assert len(decoded) == 6 + 2
 
 
 def test_fraction_is_seeded_and_identical_for_every_rank(tmp_path, bpe_tokenizer):

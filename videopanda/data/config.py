@@ -63,10 +63,11 @@ class DataConfig:
     flip: bool = True  # training-only random horizontal flip, shared by student, teacher and mask
     check_media: bool = True  # validation stats every media file up front (missing files are reported)
     num_workers: int = 0  # DataLoader worker processes
-    # Keep every clip's decoded frames and every tokenised conversation in memory after their first use (each
-    # process keeps its own copy, so pair it with num_workers: 0 or persistent workers). For small sets trained
-    # for several epochs on CPU, where decoding and tokenising cost about a sixth of a step: the tiny demo's 3200
-    # clips take about 1 GB.
+    # Keep every clip's decoded frames (resized for the canvases, uint8), its token counts and every tokenised
+    # conversation in memory after their first use (each process keeps its own copy, so pair it with num_workers: 0
+    # or persistent workers); only the flip-dependent canvas is rebuilt each epoch. For small sets trained for
+    # several epochs on CPU, where decoding, resizing and tokenising cost about a sixth of a step: the tiny demo's
+    # 3200 clips take about 1 GB.
     cache: bool = False
     seed: int = 42  # source fractions, flips and the sampler's order all derive from it
 

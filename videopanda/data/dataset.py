@@ -29,7 +29,7 @@ from .config import DataConfig
 from .conversation import IGNORE_INDEX, IMAGE_TOKEN_ID, VIDEO_TOKEN_ID, tokenize_conversation
 from .errors import DataError, SampleError
 from .records import Record, ValidationReport, load_records
-from .transforms import preprocess_clip, preprocess_frames
+from .transforms import FittedClip, fit_clip, preprocess_frames
 from .video_io import read_image, read_video
 
 if TYPE_CHECKING:
@@ -75,8 +75,10 @@ class VideoPandaDataset(Dataset):
         self.skipped = 0  # samples substituted in this process (DataLoader workers count their own)
         self.overlength = 0  # samples longer than max_length seen in this process (once each when cached)
         self.records, self.report = self._load(data_cfg)
-        # data_cfg.cache: media path -> decoded clip, and (index, token counts) -> tokenised conversation
+        # data_cfg.cache: media path -> decoded and resized clip (uint8) and its token counts per frame, and
+        # (index, token counts) -> tokenised conversation
         self._videos: dict | None = {} if data_cfg.cache else None
+        self._counts: dict | None = {} if data_cfg.cache else None
         self._texts: dict | None = {} if data_cfg.cache else None
         self._by_modality = {
             m: np.array([i for i, r in enumerate(self.records) if r.modality == m], dtype=np.int64)
@@ -192,10 +194,11 @@ class VideoPandaDataset(Dataset):
         pixel_values = teacher = None
         counts = None
         if record.modality == "video":
-            video = self._read_video(record)
+            clip = self._fitted_clip(record)
             flip = self._flip(index) and record.allow_flip
-            pixel_values, teacher = preprocess_clip(video.frames, cfg, flip=flip)  # (F, 4, S, S)
-            counts = self.visual_token_counts(pixel_values)
+            pixel_values, teacher = clip.canvases(flip)  # (F, 4, S, S), (F, 4, St, St) or None
+            # the content box, hence every count, is the same flipped or not
+            counts = _memo(self._counts, record.media, lambda: self.visual_token_counts(pixel_values))
         elif record.modality == "image":
             image = read_image(record.media)  # (H, W, 3)
             flip = self._flip(index) and record.allow_flip
@@ -212,21 +215,23 @@ class VideoPandaDataset(Dataset):
             "skipped": [],
         }
 
-    def _read_video(self, record: Record):
-        """The record's sampled frames, decoded once per process when ``cache`` is on (failures are never cached)."""
+    def _fitted_clip(self, record: Record) -> FittedClip:
+        """The record's sampled frames resized for the canvases, once per process when ``cache`` is on (failures are
+        never cached)."""
         cfg = self.cfg
-        return _memo(
-            self._videos,
-            record.media,
-            lambda: read_video(
+
+        def fit() -> FittedClip:
+            video = read_video(
                 record.media,
                 cfg.num_frames,
                 decoder=cfg.decoder,
                 short_video=cfg.short_video,
                 sample_fps=cfg.sample_fps,
                 frames_folder_fps=cfg.frames_folder_fps,
-            ),
-        )
+            )
+            return fit_clip(video.frames, cfg)
+
+        return _memo(self._videos, record.media, fit)
 
     def _tokenize(self, record: Record, index: int, counts: list[int] | None) -> tuple[list[int], list[int]]:
         """Token ids and labels of the record's conversation, fitted to ``max_length`` (cached when ``cache``)."""

@@ -17,6 +17,8 @@ student frames, the teacher frames and the mask alike. It mirrors the content in
 hence every token count) is the same flipped or not; the reference flipped the canvas but not the mask.
 
 Everything runs on the whole clip at once: one ``interpolate`` for all frames, one canvas write, one normalise.
+The resize (:func:`fit_frames`, :func:`fit_clip`) and the canvas (``.canvas(flip)``) are separate steps, so that
+training with ``data.cache`` keeps each clip resized (uint8) and redoes only the flip-dependent canvas every epoch.
 """
 
 from __future__ import annotations
@@ -110,6 +112,53 @@ def preprocess_frames(
     Returns:
         (num_frames, 4, image_size, image_size) float32: CLIP-normalised RGB and the content mask.
     """
+    return fit_frames(frames, num_frames, image_size, patch_size, teacher=teacher, cells=cells).canvas(flip)
+
+
+@dataclass(frozen=True)
+class FittedFrames:
+    """A clip resized into its letterbox box, still uint8: the flip-independent half of :func:`preprocess_frames`.
+
+    Training caches this (``data.cache``) and builds the canvas of each epoch's flip decision from it.
+    """
+
+    content: torch.Tensor  # (n, 3, h', w') uint8, contiguous
+    geometry: LetterboxGeometry
+    num_frames: int
+
+    def canvas(self, flip: bool = False) -> torch.Tensor:
+        """(num_frames, 4, S, S) float32: CLIP-normalised RGB on the letterbox colour, the content mask channel."""
+        geo, x = self.geometry, self.content
+        n = x.shape[0]
+        if flip:
+            x = x.flip(-1)  # mirror inside the content box; the box (and the mask) stay where they are
+        # CLIP normalisation (v / 255 - mean) / std as one scale and shift per channel
+        std = torch.tensor(CLIP_STD).view(1, 3, 1, 1)
+        scale = 1.0 / (255.0 * std)  # (1, 3, 1, 1)
+        shift = -torch.tensor(CLIP_MEAN).view(1, 3, 1, 1) / std
+        size = geo.canvas
+        out = torch.empty(self.num_frames, 4, size, size)  # (F, 4, S, S)
+        rgb = out[:n, :3]  # (n, 3, S, S)
+        rgb.copy_((torch.tensor(BACKGROUND).view(1, 3, 1, 1) * scale + shift).expand_as(rgb))  # letterbox colour
+        content = rgb[:, :, geo.top : geo.bottom, geo.left : geo.right]  # (n, 3, h', w') view of the canvas
+        content.copy_(x)  # uint8 -> float
+        content.mul_(scale).add_(shift)
+        out[:n, 3] = 0.0
+        out[:n, 3, geo.top : geo.bottom, geo.left : geo.right] = 1.0  # the content mask
+        out[n:] = 0.0  # padded frames are all zero, mask included
+        return out
+
+
+def fit_frames(
+    frames: torch.Tensor,
+    num_frames: int,
+    image_size: int,
+    patch_size: int,
+    *,
+    teacher: bool = False,
+    cells: int | None = None,
+) -> FittedFrames:
+    """Resize a clip into its letterbox box (arguments as :func:`preprocess_frames`, which is ``.canvas(flip)``)."""
     if frames.dim() != 4 or frames.shape[-1] != 3:
         raise ValueError(f"expected frames of shape (n, H, W, 3), got {tuple(frames.shape)}")
     n, h, w, _ = frames.shape
@@ -123,22 +172,7 @@ def preprocess_frames(
         # One batched resize for the clip: bicubic with antialiasing on uint8, as the reference's per-frame PIL
         # bicubic resize (torch's uint8 path is ~20x faster than the float one).
         x = F.interpolate(x, size=(geo.height, geo.width), mode="bicubic", antialias=True, align_corners=False)
-    if flip:
-        x = x.flip(-1)  # mirror inside the content box; the box (and the mask) stay where they are
-    # CLIP normalisation (v / 255 - mean) / std as one scale and shift per channel
-    std = torch.tensor(CLIP_STD).view(1, 3, 1, 1)
-    scale = 1.0 / (255.0 * std)  # (1, 3, 1, 1)
-    shift = -torch.tensor(CLIP_MEAN).view(1, 3, 1, 1) / std
-    out = torch.empty(num_frames, 4, image_size, image_size)  # (F, 4, S, S)
-    rgb = out[:n, :3]  # (n, 3, S, S)
-    rgb.copy_((torch.tensor(BACKGROUND).view(1, 3, 1, 1) * scale + shift).expand_as(rgb))  # letterbox colour
-    content = rgb[:, :, geo.top : geo.bottom, geo.left : geo.right]  # (n, 3, h', w') view of the canvas
-    content.copy_(x)  # uint8 -> float
-    content.mul_(scale).add_(shift)
-    out[:n, 3] = 0.0
-    out[:n, 3, geo.top : geo.bottom, geo.left : geo.right] = 1.0  # the content mask
-    out[n:] = 0.0  # padded frames are all zero, mask included
-    return out
+    return FittedFrames(x.contiguous(), geo, num_frames)
 
 
 def unnormalize_rgb(pixels: torch.Tensor) -> torch.Tensor:
@@ -169,14 +203,31 @@ def preprocess_clip(
     Returns:
         ``(student (F, 4, S, S), teacher (F, 4, St, St) or None)`` with ``F = cfg.num_frames``.
     """
-    student = preprocess_frames(frames, cfg.num_frames, cfg.image_size, cfg.patch_size, flip)
+    return fit_clip(frames, cfg, teacher).canvases(flip)
+
+
+@dataclass(frozen=True)
+class FittedClip:
+    """A clip resized for the student and (optionally) the teacher canvas: what ``data.cache`` keeps per video."""
+
+    student: FittedFrames
+    teacher: FittedFrames | None
+
+    def canvases(self, flip: bool = False) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """``(student (F, 4, S, S), teacher (F, 4, St, St) or None)``, both mirrored when ``flip``."""
+        return self.student.canvas(flip), None if self.teacher is None else self.teacher.canvas(flip)
+
+
+def fit_clip(frames: torch.Tensor, cfg: DataConfig, teacher: bool | None = None) -> FittedClip:
+    """The flip-independent half of :func:`preprocess_clip` (same arguments but ``flip``)."""
+    student = fit_frames(frames, cfg.num_frames, cfg.image_size, cfg.patch_size)
     want_teacher = cfg.teacher if teacher is None else teacher
     if not want_teacher:
-        return student, None
-    teacher_frames = preprocess_frames(
-        frames, cfg.num_frames, cfg.teacher_image_size, cfg.teacher_patch_size, flip, cells=cfg.token_grid
+        return FittedClip(student, None)
+    return FittedClip(
+        student,
+        fit_frames(frames, cfg.num_frames, cfg.teacher_image_size, cfg.teacher_patch_size, cells=cfg.token_grid),
     )
-    return student, teacher_frames
 
 
 def preprocess_image(image: torch.Tensor, image_size: int, patch_size: int, flip: bool = False) -> torch.Tensor:
