@@ -16,6 +16,21 @@ def _ln(x: torch.Tensor, ln: torch.nn.LayerNorm) -> torch.Tensor:
     return F.layer_norm(x, ln.normalized_shape, ln.weight, ln.bias, ln.eps)
 
 
+def reference_lste(lste, x0: torch.Tensor, training: bool = False) -> torch.Tensor:
+    """LSTE with functional ops on the default (channels-first) layout: x0 (B*K, C, T, gh, gw) -> x2, same shape.
+
+    ``training`` normalises with the batch's statistics (and updates no running statistics), as training mode does.
+    """
+    bn, c1, c2, c3 = lste.temporal
+    mean, var = (None, None) if training else (bn.running_mean, bn.running_var)
+    y = F.batch_norm(x0, mean, var, bn.weight, bn.bias, training, 0.0, bn.eps)
+    y = F.conv3d(y, c1.weight, c1.bias)
+    y = F.conv3d(y, c2.weight, c2.bias, padding=(1, 0, 0), groups=c2.groups)
+    x1 = x0 + F.conv3d(y, c3.weight, c3.bias)
+    dpe = lste.dpe
+    return x1 + F.conv3d(x1, dpe.weight, dpe.bias, padding=1, groups=dpe.groups) if dpe is not None else x1
+
+
 def _pool_attention(pool, query: torch.Tensor, context: torch.Tensor, heads: int, scale: float) -> torch.Tensor:
     """EVE local/global attention for one query set: query (Q, C), context (Q, M, C) -> (Q, C)."""
     c = query.shape[-1]
@@ -78,14 +93,7 @@ def reference_stab_forward(stab, frames: torch.Tensor) -> list[torch.Tensor]:
             g = None
             if t_ > 1 and stab.lste is not None:
                 x0 = pe.permute(1, 0, 2, 3)[None]  # (1, C, T, gh, gw)
-                bn, c1, c2, c3 = stab.lste.temporal
-                y = F.batch_norm(x0, bn.running_mean, bn.running_var, bn.weight, bn.bias, False, 0.0, bn.eps)
-                y = F.conv3d(y, c1.weight, c1.bias)
-                y = F.conv3d(y, c2.weight, c2.bias, padding=(1, 0, 0), groups=c2.groups)
-                y = F.conv3d(y, c3.weight, c3.bias)
-                x1 = x0 + y
-                dpe = stab.lste.dpe
-                x2 = x1 + F.conv3d(x1, dpe.weight, dpe.bias, padding=1, groups=dpe.groups) if dpe is not None else x1
+                x2 = reference_lste(stab.lste, x0)
             elif t_ > 1:
                 x0 = x2 = pe.permute(1, 0, 2, 3)[None]
             if t_ > 1 and stab.gstra is not None:

@@ -30,6 +30,7 @@ class PatchEmbedding(nn.Module):
         Returns:
             ``(patches (N, C, gh, gw), pmask (N, gh, gw) bool)``.
         """
-        rgb = frames[:, :3].to(self.proj.weight.dtype)  # (N, 3, H, W)
+        # Contiguous once here: the convolution would copy the strided view in forward and again in backward.
+        rgb = frames[:, :3].to(self.proj.weight.dtype).contiguous()  # (N, 3, H, W)
         patches = self.proj(rgb)  # (N, C, gh, gw)
         return patches, patch_mask(frames[:, 3:4], self.patch_size)
