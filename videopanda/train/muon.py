@@ -139,4 +139,5 @@ class MuonAdamW(torch.optim.Optimizer):
             weight_decay=group["weight_decay"],
             eps=group["eps"],
             maximize=False,
+            foreach=True,  # one multi-tensor kernel per op, not a loop over the tensors (the CPU default)
         )
