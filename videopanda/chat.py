@@ -64,7 +64,12 @@ class VideoChat:
         self.model = load_model(model_dir).eval()
         self.tokenizer = load_tokenizer(model_dir)
         stab = self.model.config.stab
-        data_cfg = DataConfig(num_frames=num_frames, image_size=stab.image_size, patch_size=stab.patch_size)
+        data_cfg = DataConfig(
+            num_frames=num_frames,
+            image_size=stab.image_size,
+            patch_size=stab.patch_size,
+            **DataConfig.trained_prompt(model_dir),  # the prompt the model was trained with
+        )
         self.processor = VideoPandaProcessor(self.tokenizer, stab, data_cfg)
         self.max_new_tokens = max_new_tokens
         self.history: list[tuple[str, str]] = []
@@ -80,8 +85,15 @@ class VideoChat:
     @torch.no_grad()
     def ask(self, question: str, stream: TextIO | None = None) -> str:
         """Answer ``question`` given the conversation so far; stream the words to ``stream`` if given."""
+        data_cfg = self.processor.data_cfg
         ids = build_inference_prompt(
-            self.tokenizer, question, self.processor.data_cfg.template, self.counts, self.modality, self.history
+            self.tokenizer,
+            question,
+            data_cfg.template,
+            self.counts,
+            self.modality,
+            self.history,
+            data_cfg.system_prompt,
         )
         limit = self.model.config.text_config.max_position_embeddings
         if len(ids) + self.max_new_tokens > limit:

@@ -40,11 +40,12 @@ def _expected_labels(tok, ids):
     return labels
 
 
+@pytest.mark.parametrize("system_prompt", [True, False])
 @pytest.mark.parametrize("which", ["llama_tokenizer", "bpe_tokenizer"])
-def test_two_turn_conversation_token_by_token(request, which):
+def test_two_turn_conversation_token_by_token(request, which, system_prompt):
     tok = request.getfixturevalue(which)
-    ids, labels = tokenize_conversation(tok, TWO_TURNS, "v1", COUNTS, "video")
-    head = [tok.bos_token_id, *_encode(tok, SYSTEM_V1 + " USER: ")]
+    ids, labels = tokenize_conversation(tok, TWO_TURNS, "v1", COUNTS, "video", system_prompt)
+    head = [tok.bos_token_id, *_encode(tok, (SYSTEM_V1 + " " if system_prompt else "") + "USER: ")]
     tail = _encode(tok, "\nWhat color is the circle? ASSISTANT: Red</s>USER: And the square? ASSISTANT: Blue</s>")
     assert ids == head + [VIDEO_TOKEN_ID] * sum(COUNTS) + tail
     assert labels == _expected_labels(tok, ids)
@@ -53,13 +54,17 @@ def test_two_turn_conversation_token_by_token(request, which):
     assert trained.count(tok.eos_token_id) == 2
 
 
+@pytest.mark.parametrize("system_prompt", [True, False])
 @pytest.mark.parametrize("which", ["llama_tokenizer", "bpe_tokenizer"])
-def test_inference_prompt_is_the_training_prompt_up_to_the_answer(request, which):
+def test_inference_prompt_is_the_training_prompt_up_to_the_answer(request, which, system_prompt):
     tok = request.getfixturevalue(which)
-    ids, labels = tokenize_conversation(tok, TWO_TURNS[:2], "v1", COUNTS, "video")
+    ids, labels = tokenize_conversation(tok, TWO_TURNS[:2], "v1", COUNTS, "video", system_prompt)
     first_answer = next(k for k, label in enumerate(labels) if label != IGNORE_INDEX)
-    prompt = build_inference_prompt(tok, "What color is the circle?", "v1", COUNTS, "video")
+    prompt = build_inference_prompt(
+        tok, "What color is the circle?", "v1", COUNTS, "video", system_prompt=system_prompt
+    )
     assert prompt == ids[:first_answer]
+    assert ("A chat between" in tok.decode([i for i in prompt if i >= 0])) == system_prompt
     assert tok.decode([i for i in prompt if i >= 0], skip_special_tokens=True).endswith("ASSISTANT:")
 
 

@@ -196,6 +196,26 @@ def test_cache_decodes_each_clip_once_and_gives_the_same_samples(sources, bpe_to
     assert len(decoded) == 6 + 2
 
 
+def test_token_lengths_are_the_exact_llm_lengths_and_fill_the_cache(sources, bpe_tokenizer, monkeypatch):
+    import videopanda.data.dataset as dataset_module
+
+    with pytest.raises(ValueError, match="group_by: tokens .* needs cache: true"):
+        _cfg(sources, group_by="tokens")
+    cached = VideoPandaDataset(_cfg(sources, cache=True, group_by="tokens"), bpe_tokenizer, STAB)
+    decoded = []
+    real_read = dataset_module.read_video
+    monkeypatch.setattr(dataset_module, "read_video", lambda *a, **k: decoded.append(a[0]) or real_read(*a, **k))
+    calls = []
+    lengths = cached.token_lengths(lambda done, total: calls.append((done, total)))
+    assert calls[-1] == (len(cached), len(cached))
+    assert len(decoded) == 3  # the three videos, once each
+    signs = [-1 if r.modality == "video" else 1 for r in cached.records]
+    expected = [len(cached[i]["input_ids"]) * sign for i, sign in enumerate(signs)]
+    assert lengths == expected and len(decoded) == 3  # the samples afterwards come from the cache
+    # the wide, tall and short clips differ in visual tokens, which the word-count proxy cannot see
+    assert len({abs(n) for n, r in zip(lengths, cached.records, strict=True) if r.modality == "video"}) == 3
+
+
 def test_fraction_is_seeded_and_identical_for_every_rank(tmp_path, bpe_tokenizer):
     write_video(tmp_path / "v.mp4", indexed_frames(8))
     path = write_json(tmp_path / "many.json", [video_record(f"r{k}", "v.mp4") for k in range(20)])

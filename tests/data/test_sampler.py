@@ -91,3 +91,39 @@ def test_drop_last_and_bad_arguments():
     assert len(sampler) == 25 and len(list(sampler)) == 25
     with pytest.raises(ValueError):
         ModalityLengthGroupedSampler([1, 2], 2, 2, 2)
+
+
+def _padded_tokens(sampler, lengths, epoch=0):
+    """Tokens the LLM would process per epoch: every rank's batch padded to its longest sample."""
+    return sum(max(abs(lengths[i]) for i in part) * len(part) for mega in sampler.megabatches(epoch) for part in mega)
+
+
+@pytest.mark.parametrize("world", [1, 2])
+def test_group_size_sorts_blocks_of_megabatches_and_keeps_every_sample_once(world):
+    # two length clusters (visual tokens of landscape vs square clips), videos only, shuffled
+    rng = np.random.default_rng(0)
+    lengths = (-np.where(rng.random(160) < 0.5, 130, 170) - rng.integers(0, 5, 160)).tolist()
+    plain = ModalityLengthGroupedSampler(lengths, 4, world, 0, seed=3)
+    grouped = ModalityLengthGroupedSampler(lengths, 4, world, 0, seed=3, group_size=40 // world)
+    for epoch in (0, 1):
+        shards = [grouped.rank_indices(epoch, r) for r in range(world)]
+        assert sorted(i for shard in shards for i in shard) == list(range(160))  # a permutation, disjoint shards
+    megas = grouped.megabatches(0)
+    mixed = [m for m in megas if len({abs(lengths[i]) >= 150 for part in m for i in part}) > 1]
+    assert len(mixed) <= 1  # one block covers the set: only the megabatch at the cluster boundary mixes
+    assert len(set(map(len, (m[0] for m in megas)))) == 1  # equal batches
+    assert _padded_tokens(grouped, lengths) < 0.93 * _padded_tokens(plain, lengths)
+    # the sorted megabatches are shuffled, not served longest first
+    firsts = [max(abs(lengths[i]) for i in m[0]) for m in megas]
+    assert firsts != sorted(firsts, reverse=True)
+    again = ModalityLengthGroupedSampler(lengths, 4, world, 0, seed=3, group_size=40 // world)
+    assert again.megabatches(0) == grouped.megabatches(0)  # a function of (seed, epoch) alone
+
+
+def test_group_size_is_ignored_without_length_grouping_and_validated():
+    lengths = _lengths(64)
+    a = ModalityLengthGroupedSampler(lengths, 4, 1, 0, seed=2, group_by_length=False, group_size=8)
+    b = ModalityLengthGroupedSampler(lengths, 4, 1, 0, seed=2, group_by_length=False)
+    assert a.megabatches(0) == b.megabatches(0)
+    with pytest.raises(ValueError, match="group_size"):
+        ModalityLengthGroupedSampler(lengths, 4, 1, 0, group_size=0)

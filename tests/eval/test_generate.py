@@ -234,3 +234,21 @@ def test_a_prompt_that_leaves_no_room_for_the_answer_is_an_error_row(assets, tmp
     assert readable and all(r["error"].startswith("ContextTooLong: the prompt is") for r in readable)
     assert all("max_new_tokens=1020; the LLM's context is 1024" in r["error"] for r in readable)
     assert all(r["pred"] is None for r in rows)
+
+
+def test_prompts_follow_the_system_prompt_setting_of_the_models_training_run(assets, tmp_path):
+    import shutil
+
+    bare = tmp_path / "model"
+    shutil.copytree(assets["model"], bare)
+    (bare / "config.yaml").write_text("data:\n  system_prompt: false\n")  # what a training run folder holds
+    outs = {}
+    for name, model in (("default", assets["model"]), ("bare", bare)):
+        argv = _generate(assets, tmp_path / name, "--limit", "4")
+        argv[argv.index("--model") + 1] = str(model)
+        assert main(argv) == 0
+        outs[name] = read_rows(tmp_path / name / "predictions.jsonl")
+        manifest = json.loads((tmp_path / name / "run.json").read_text())
+        assert manifest["generation"]["system_prompt"] is (name == "default")
+    # the model's answers depend on every prompt token, so a prompt without the system prompt changes them
+    assert [r["pred"] for r in outs["bare"]] != [r["pred"] for r in outs["default"]]

@@ -55,6 +55,9 @@ class DataConfig:
     teacher_patch_size: int = 14
     decoder: Literal["auto", "decord", "pyav"] = "auto"  # auto: decord when installed, PyAV otherwise
     template: Literal["v1", "plain"] = "v1"  # v1 = vicuna (training and inference); plain = LLaVA pre-alignment
+    # v1 only: start every prompt with Vicuna's system prompt (the reference). Inference must do as training did:
+    # `videopanda eval` and `videopanda chat` read it from the model's run folder (its config.yaml).
+    system_prompt: bool = True
     max_length: int = 4096  # tokens per sample after the visual placeholders are expanded
     overlength: Literal["truncate", "skip"] = "truncate"  # truncate text after the visual tokens, or skip
     on_bad_sample: Literal["fail", "skip"] = "fail"  # skip: log, count and substitute a sample of the same modality
@@ -69,6 +72,13 @@ class DataConfig:
     # several epochs on CPU, where decoding, resizing and tokenising cost about a sixth of a step: the tiny demo's
     # 3200 clips take about 1 GB.
     cache: bool = False
+    # What the sampler sorts batches by (reference §5.5 and videopanda/data/sampler.py): `words`, the annotation's
+    # word count (free, a rough proxy), or `tokens`, each sample's exact LLM length (visual tokens included), which
+    # builds every sample once before training (so it needs `cache`: that work is then not repeated in epoch 1).
+    group_by: Literal["words", "tokens"] = "words"
+    # Batches per length-sorted block of the sampler (1 = the reference, which with one rank sorts only within a
+    # batch); more puts samples of similar length together, so less of the LLM's work is padding.
+    group_size: int = 1
     seed: int = 42  # source fractions, flips and the sampler's order all derive from it
 
     def __post_init__(self) -> None:
@@ -93,6 +103,13 @@ class DataConfig:
             )
         if self.num_workers < 0:
             raise ValueError(f"num_workers={self.num_workers} must be >= 0")
+        if self.group_size < 1:
+            raise ValueError(f"group_size={self.group_size} must be >= 1")
+        if self.group_by == "tokens" and not self.cache:
+            raise ValueError(
+                "group_by: tokens builds every sample before training and needs cache: true (without the cache "
+                "every clip would be decoded twice); use group_by: words for large sets"
+            )
 
     @property
     def grid(self) -> int:
@@ -113,6 +130,19 @@ class DataConfig:
         """A source path as a filesystem path: absolute as is, relative under ``root`` (or the working dir)."""
         p = Path(path).expanduser()
         return p if p.is_absolute() or not self.root else Path(self.root).expanduser() / p
+
+    @staticmethod
+    def trained_prompt(model_dir: str | Path) -> dict:
+        """The prompt settings a model was trained with (``{"system_prompt": ...}``), from its run folder's
+        ``config.yaml`` (the resolved training config); empty for a folder without one (a converted checkpoint), which
+        then takes the defaults, as the reference's models were trained."""
+        path = Path(model_dir) / "config.yaml"
+        if not path.is_file():
+            return {}
+        from videopanda.config import load_yaml
+
+        data = load_yaml(path).get("data") or {}
+        return {"system_prompt": bool(data["system_prompt"])} if "system_prompt" in data else {}
 
     def check_against(self, stab: VideoTokenizerConfig) -> None:
         """Raise a :class:`~videopanda.data.errors.DataError` if frames of this config cannot feed the STAB ``stab``.

@@ -6,6 +6,8 @@ Templates:
 
       {system} USER: {q1} ASSISTANT: {a1}</s>USER: {q2} ASSISTANT: {a2}</s>
 
+  ``system_prompt=False`` leaves out ``{system} `` (Vicuna's 29-token system prompt; DataConfig.system_prompt).
+
 * ``plain`` (LLaVA's pre-alignment format): a human turn with media contributes only its visual tokens (its text
   is dropped); each answer follows directly and ends with ``\\n``.
 
@@ -121,10 +123,13 @@ def _question_segments(text: str) -> list[_Text | _Visual]:
     return out
 
 
-def _conversation_segments(rounds: list[tuple[str, str]], template: Template, eos: str) -> list[_Text | _Visual]:
+def _conversation_segments(
+    rounds: list[tuple[str, str]], template: Template, eos: str, system_prompt: bool = True
+) -> list[_Text | _Visual]:
     segs: list[_Text | _Visual] = []
     if template == "v1":
-        segs.append(_Text(SYSTEM_V1 + " "))
+        if system_prompt:
+            segs.append(_Text(SYSTEM_V1 + " "))
         for question, answer in rounds:
             segs.append(_Text("USER: "))
             segs += _question_segments(question)
@@ -145,7 +150,12 @@ def _conversation_segments(rounds: list[tuple[str, str]], template: Template, eo
 
 
 def _prompt_segments(
-    question: str, template: Template, modality: Modality, history: Sequence[tuple[str, str]], eos: str
+    question: str,
+    template: Template,
+    modality: Modality,
+    history: Sequence[tuple[str, str]],
+    eos: str,
+    system_prompt: bool = True,
 ) -> list[_Text | _Visual]:
     """Segments of an inference prompt ending where the assistant's answer starts."""
     counts = count_placeholders(question) if not history else count_placeholders(history[0][0])
@@ -155,7 +165,7 @@ def _prompt_segments(
             history = [(needs + "\n" + history[0][0], history[0][1]), *history[1:]]
         else:
             question = needs + "\n" + question  # the reference's "<image>x8\n{question}"
-    segs = _conversation_segments(list(history), template, eos)  # v1: starts with the system prompt
+    segs = _conversation_segments(list(history), template, eos, system_prompt)  # v1: the system prompt first
     if template == "v1":
         segs.append(_Text("USER: "))
         segs += _question_segments(question)
@@ -245,6 +255,7 @@ def tokenize_conversation(
     template: Template = "v1",
     visual_token_counts: Sequence[int] | None = None,
     modality: Modality = "video",
+    system_prompt: bool = True,
 ) -> tuple[list[int], list[int]]:
     """Token ids and labels of a training conversation.
 
@@ -256,6 +267,7 @@ def tokenize_conversation(
             :func:`videopanda.model.geometry.frame_token_counts`.
         modality: ``video`` | ``image`` | ``text``; the text must hold exactly one matching placeholder
             (none for text).
+        system_prompt: ``v1`` only: start with Vicuna's system prompt (the reference), or not.
 
     Returns:
         ``(input_ids, labels)``, equal length; placeholders ``VIDEO_TOKEN_ID`` / ``IMAGE_TOKEN_ID`` and every
@@ -268,7 +280,7 @@ def tokenize_conversation(
     for _, answer in rounds:
         if sum(count_placeholders(answer).values()):
             raise DataError("an assistant turn holds a visual placeholder")
-    segments = _conversation_segments(rounds, template, _eos(tokenizer) if template == "v1" else "")
+    segments = _conversation_segments(rounds, template, _eos(tokenizer) if template == "v1" else "", system_prompt)
     return _tokenize_segments(tokenizer, segments, visual_token_counts, modality)
 
 
@@ -279,6 +291,7 @@ def build_inference_prompt(
     visual_token_counts: Sequence[int] | None = None,
     modality: Modality = "video",
     history: Sequence[tuple[str, str]] = (),
+    system_prompt: bool = True,
 ) -> list[int]:
     """Input ids of a generation prompt, ending with ``ASSISTANT:`` (``v1``) for the model to continue.
 
@@ -290,7 +303,7 @@ def build_inference_prompt(
         Others: as :func:`tokenize_conversation`.
     """
     eos = _eos(tokenizer) if template == "v1" else ""
-    segments = _prompt_segments(question, template, modality, history, eos)
+    segments = _prompt_segments(question, template, modality, history, eos, system_prompt)
     ids, _ = _tokenize_segments(tokenizer, segments, visual_token_counts, modality)
     return ids
 

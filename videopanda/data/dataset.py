@@ -138,6 +138,20 @@ class VideoPandaDataset(Dataset):
         """Per-record length proxy for the sampler: word count, negative for videos (reference §5.5)."""
         return [-max(r.words, 1) if r.modality == "video" else r.words for r in self.records]
 
+    def token_lengths(self, progress=None) -> list[int]:
+        """Exact per-sample LLM lengths (visual tokens included), negative for videos, for the sampler.
+
+        Builds every sample once (with ``cache`` on, this is epoch 1's decoding and tokenising done up front);
+        ``progress`` is an optional callable ``(done, total)``.
+        """
+        lengths = []
+        for index, record in enumerate(self.records):
+            n = len(self[index]["input_ids"])
+            lengths.append(-n if record.modality == "video" else n)
+            if progress is not None:
+                progress(index + 1, len(self.records))
+        return lengths
+
     @property
     def modalities(self) -> list[str]:
         return [r.modality for r in self.records]
@@ -238,7 +252,12 @@ class VideoPandaDataset(Dataset):
 
         def build() -> tuple[list[int], list[int]]:
             ids, labels = tokenize_conversation(
-                self.tokenizer, record.conversations, self.cfg.template, counts, record.modality
+                self.tokenizer,
+                record.conversations,
+                self.cfg.template,
+                counts,
+                record.modality,
+                self.cfg.system_prompt,
             )
             return self._fit_length(record, ids, labels)
 

@@ -120,7 +120,10 @@ class VideoPandaProcessor:
                 modality = "image"
             else:
                 counts, modality = None, "text"
-            prompt = build_inference_prompt(self.tokenizer, question, self.data_cfg.template, counts, modality)
+            cfg = self.data_cfg
+            prompt = build_inference_prompt(
+                self.tokenizer, question, cfg.template, counts, modality, system_prompt=cfg.system_prompt
+            )
             ids.append(torch.tensor(prompt, dtype=torch.long))
         input_ids = pad_sequences(ids, self.tokenizer.pad_token_id, padding_side)  # (B, S)
         lengths = torch.tensor([len(x) for x in ids])

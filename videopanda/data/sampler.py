@@ -9,6 +9,12 @@ Each epoch, from ``(seed, epoch)`` alone (so every rank computes the same global
 4. The megabatches are shuffled; the incomplete remainders of the groups are merged into one final megabatch.
 5. Rank ``r`` iterates over the ``r``-th batch of every megabatch: the ranks' shards are disjoint.
 
+With ``group_size`` G > 1 (not in the reference), step 2 cuts blocks of G megabatches instead; each block is sorted
+by length and cut into G megabatches of neighbouring lengths before step 3, so that a batch's samples have about
+the same length and little of the LLM's work goes to padding (with one rank, the reference's grouping only sorts
+within a batch, which saves nothing). The blocks' megabatches are shuffled together in step 4, so batch lengths do
+not follow a trend through the epoch.
+
 Fixed (DECISIONS.md, reference §8.16-8.19): the order comes from a seeded generator, not the global RNG, so all
 ranks agree; lengths are compared by magnitude, so balancing works for the negative video lengths; the last
 partial megabatch of a modality is kept instead of dropped. When the sample count is not a multiple of
@@ -42,6 +48,7 @@ class ModalityLengthGroupedSampler(Sampler[int]):
         rank: this process's rank.
         seed: base seed; the order of epoch ``e`` depends only on ``(seed, e)``.
         group_by_length: sort within megabatches (``False``: only shuffle and group by modality).
+        group_size: megabatches per length-sorted block (1 = the reference; see the module docstring).
         drop_last: drop samples that do not divide evenly among ranks instead of padding.
     """
 
@@ -54,9 +61,13 @@ class ModalityLengthGroupedSampler(Sampler[int]):
         seed: int = 42,
         group_by_length: bool = True,
         drop_last: bool = False,
+        group_size: int = 1,
     ) -> None:
-        if batch_size < 1 or num_replicas < 1 or not 0 <= rank < num_replicas:
-            raise ValueError(f"bad sampler setup: batch_size={batch_size}, num_replicas={num_replicas}, rank={rank}")
+        if batch_size < 1 or num_replicas < 1 or not 0 <= rank < num_replicas or group_size < 1:
+            raise ValueError(
+                f"bad sampler setup: batch_size={batch_size}, num_replicas={num_replicas}, rank={rank}, "
+                f"group_size={group_size}"
+            )
         if len(lengths) < num_replicas and drop_last:
             raise ValueError(f"{len(lengths)} samples cannot be split among {num_replicas} ranks with drop_last")
         if len(lengths) == 0:
@@ -68,6 +79,7 @@ class ModalityLengthGroupedSampler(Sampler[int]):
         self.seed = seed
         self.group_by_length = group_by_length
         self.drop_last = drop_last
+        self.group_size = group_size if group_by_length else 1
         self.epoch = 0
         self.consumed = 0  # samples of this rank's shard to skip at the start of the next iteration
 
@@ -84,6 +96,8 @@ class ModalityLengthGroupedSampler(Sampler[int]):
             if len(group) == 0:
                 continue
             group = group[rng.permutation(len(group))]
+            if self.group_size > 1:
+                group = self._sort_blocks(group, size)
             n_full = len(group) // size
             full += [group[i * size : (i + 1) * size] for i in range(n_full)]
             rest.append(group[n_full * size :])
@@ -101,6 +115,17 @@ class ModalityLengthGroupedSampler(Sampler[int]):
             if len(tail):
                 megas.append(tail)
         return [self._split(m) for m in megas]
+
+    def _sort_blocks(self, group: np.ndarray, size: int) -> np.ndarray:
+        """Sort each block of ``group_size`` megabatches (and the last, shorter block's whole megabatches) by length,
+        longest first, so that each megabatch cut from it holds neighbouring lengths; the remainder stays as is."""
+        block = size * self.group_size
+        n_sorted = len(group) // size * size
+        out = group.copy()
+        for start in range(0, n_sorted, block):
+            part = group[start : min(start + block, n_sorted)]
+            out[start : start + len(part)] = part[np.argsort(-np.abs(self.lengths[part]), kind="stable")]
+        return out
 
     def _split(self, mega: np.ndarray) -> list[list[int]]:
         """Split a megabatch into ``num_replicas`` equal per-rank lists, balancing total length."""

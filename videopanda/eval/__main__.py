@@ -180,13 +180,19 @@ def _cmd_generate(args) -> int:
     tokenizer = load_tokenizer(args.model)
     stab = VideoTokenizerConfig(**model.config.video_tokenizer)
     sizes = [f"image_size={stab.image_size}", f"patch_size={stab.patch_size}"]
-    data_cfg = load_config(DataConfig, args.data_config, [*([] if args.data_config else sizes), *args.data_set])
+    trained = [f"{k}={str(v).lower()}" for k, v in DataConfig.trained_prompt(args.model).items()]  # as in training
+    data_cfg = load_config(
+        DataConfig, args.data_config, [*([] if args.data_config else sizes), *trained, *args.data_set]
+    )
+    if not data_cfg.system_prompt:
+        logger.info("prompts without the system prompt, as %s was trained", args.model)
     data_cfg.check_against(stab)
     settings = GenerationSettings(
         max_new_tokens=args.max_new_tokens,
         batch_size=args.batch_size,
         prefetch=not args.no_prefetch,
         template=data_cfg.template,
+        system_prompt=data_cfg.system_prompt,
         num_frames=data_cfg.num_frames,
         dtype=dtype,
     )

@@ -57,6 +57,7 @@ class GenerationSettings:
         batch_size: records per ``generate`` call (left padded).
         prefetch: prepare the next batch (decode, preprocess, tokenize) in a thread while the model generates.
         template: conversation template (``v1`` = the training template).
+        system_prompt: ``v1`` prompts start with Vicuna's system prompt (as the model was trained).
         num_frames: frames per video.
         dtype: model dtype name (``float32``, ``bfloat16``, ``float16``).
     """
@@ -65,6 +66,7 @@ class GenerationSettings:
     batch_size: int = 8
     prefetch: bool = True
     template: str = "v1"
+    system_prompt: bool = True
     num_frames: int = 8
     dtype: str = "float32"
 

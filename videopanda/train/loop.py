@@ -303,7 +303,12 @@ def train(cfg: TrainConfig) -> Path | None:
     # ---- data
     dataset = VideoPandaDataset(cfg.data, tokenizer, model.config.stab, train=True)
     sampler = ModalityLengthGroupedSampler(
-        dataset.lengths, cfg.optim.batch_size, accelerator.num_processes, accelerator.process_index, cfg.seed
+        _sample_lengths(dataset, cfg.logging.progress and accelerator.is_main_process),
+        cfg.optim.batch_size,
+        accelerator.num_processes,
+        accelerator.process_index,
+        cfg.seed,
+        group_size=cfg.data.group_size,
     )
     loader = DataLoader(
         dataset,
@@ -447,6 +452,31 @@ def train(cfg: TrainConfig) -> Path | None:
         _write_param_sums(accelerator, task, out)
     accelerator.end_training()
     return out
+
+
+def _sample_lengths(dataset: VideoPandaDataset, progress: bool) -> list[int]:
+    """The sampler's length per sample: the word-count proxy, or (``data.group_by: tokens``) the exact LLM length,
+    which builds every sample once here (every rank builds them all: the global order needs every length)."""
+    if dataset.cfg.group_by == "words":
+        return dataset.lengths
+    start = time.perf_counter()
+    bar = None
+    if progress:
+        from tqdm.auto import tqdm
+
+        bar = tqdm(total=len(dataset), desc="lengths", unit="sample", dynamic_ncols=True)
+    lengths = dataset.token_lengths((lambda done, total: bar.update(1)) if bar is not None else None)
+    if bar is not None:
+        bar.close()
+    logger.info(
+        "data.group_by=tokens: built %d samples in %.1f s; LLM lengths %d-%d (mean %.0f)",
+        len(lengths),
+        time.perf_counter() - start,
+        min(map(abs, lengths)),
+        max(map(abs, lengths)),
+        sum(map(abs, lengths)) / len(lengths),
+    )
+    return lengths
 
 
 def _write_param_sums(accelerator: Accelerator, task, out: Path) -> None:
