@@ -86,6 +86,16 @@ def test_resume_mid_epoch_continues_with_the_same_samples():
         full.state_dict()  # only the caller knows what it used: a DataLoader draws indices ahead of its batches
 
 
+def test_resume_with_another_group_size_warns_that_the_order_differs(caplog):
+    lengths = _lengths()
+    state = ModalityLengthGroupedSampler(lengths, 3, 1, 0, seed=9, group_size=4).state_dict(consumed=6)
+    with caplog.at_level("WARNING"):
+        ModalityLengthGroupedSampler(lengths, 3, 1, 0, seed=9, group_size=4).load_state_dict(state)
+        assert not caplog.records
+        ModalityLengthGroupedSampler(lengths, 3, 1, 0, seed=9).load_state_dict(state)
+    assert "group_size 4 resumed with" in caplog.text and "order differs" in caplog.text
+
+
 def test_drop_last_and_bad_arguments():
     sampler = ModalityLengthGroupedSampler(_lengths(103), 2, 4, 0, drop_last=True)
     assert len(sampler) == 25 and len(list(sampler)) == 25

@@ -178,18 +178,21 @@ class ModalityLengthGroupedSampler(Sampler[int]):
             "consumed": int(consumed),
             "seed": self.seed,
             "num_replicas": self.num_replicas,
+            "group_size": self.group_size,
         }
 
     def load_state_dict(self, state: dict) -> None:
         """Resume: the next iteration runs epoch ``state["epoch"]`` from sample ``state["consumed"]`` of the shard."""
-        same_seed = state.get("seed", self.seed) == self.seed
-        if not same_seed or state.get("num_replicas", self.num_replicas) != self.num_replicas:
+        saved = (state.get("seed", self.seed), state.get("num_replicas", self.num_replicas))
+        saved += (state.get("group_size", self.group_size),)
+        if saved != (self.seed, self.num_replicas, self.group_size):
             logger.warning(
-                "sampler state from seed %s / %s ranks resumed with seed %s / %s ranks: order differs",
-                state.get("seed"),
-                state.get("num_replicas"),
+                "sampler state from seed %s / %s ranks / group_size %s resumed with seed %s / %s ranks / group_size "
+                "%s: order differs",
+                *saved,
                 self.seed,
                 self.num_replicas,
+                self.group_size,
             )
         self.epoch = int(state["epoch"])
         self.consumed = int(state.get("consumed", 0))
