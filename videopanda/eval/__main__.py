@@ -185,7 +185,7 @@ def _cmd_generate(args) -> int:
         DataConfig, args.data_config, [*([] if args.data_config else sizes), *trained, *args.data_set]
     )
     if not data_cfg.system_prompt:
-        logger.info("prompts without the system prompt, as %s was trained", args.model)
+        logger.info("prompts without the system prompt (data.system_prompt=false; %s's run folder sets it)", args.model)
     data_cfg.check_against(stab)
     settings = GenerationSettings(
         max_new_tokens=args.max_new_tokens,
