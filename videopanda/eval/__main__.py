@@ -185,7 +185,9 @@ def _cmd_generate(args) -> int:
         DataConfig, args.data_config, [*([] if args.data_config else sizes), *trained, *args.data_set]
     )
     if not data_cfg.system_prompt:
-        logger.info("prompts without the system prompt (data.system_prompt=false; %s's run folder sets it)", args.model)
+        source = "--data-set" if any(x.startswith("system_prompt=") for x in args.data_set) else "--data-config"
+        source = "the run folder" if source == "--data-config" and trained else source
+        logger.info("prompts without the system prompt (data.system_prompt=false, set by %s)", source)
     data_cfg.check_against(stab)
     settings = GenerationSettings(
         max_new_tokens=args.max_new_tokens,
