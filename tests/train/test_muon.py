@@ -52,22 +52,30 @@ def test_adamw_groups_follow_torch_adamw():
     torch.testing.assert_close(b, b2)
 
 
-def test_muon_step_is_the_scaled_orthogonalised_nesterov_momentum():
+@pytest.mark.parametrize("ns_steps", [5, 3])
+def test_muon_step_is_the_scaled_orthogonalised_nesterov_momentum(ns_steps):
     torch.manual_seed(0)
     w = torch.randn(24, 8, requires_grad=True)
     start = w.detach().clone()
-    opt = MuonAdamW([{"params": [w], "muon": True}], lr=0.01, momentum=0.9)
+    opt = MuonAdamW([{"params": [w], "muon": True}], lr=0.01, momentum=0.9, ns_steps=ns_steps)
     grads = [torch.randn(24, 8) for _ in range(2)]
     w.grad = grads[0]
     opt.step()
     # first step: buffer = g, Nesterov update = g + 0.9 g; orthogonalisation ignores the scale
-    expected = start - 0.01 * 0.2 * math.sqrt(24) * orthogonalize(grads[0])
+    expected = start - 0.01 * 0.2 * math.sqrt(24) * orthogonalize(grads[0], ns_steps)
     torch.testing.assert_close(w.detach(), expected)
     w.grad = grads[1]
     opt.step()
     buf = 0.9 * grads[0] + grads[1]
-    expected = expected - 0.01 * 0.2 * math.sqrt(24) * orthogonalize(grads[1] + 0.9 * buf)
+    expected = expected - 0.01 * 0.2 * math.sqrt(24) * orthogonalize(grads[1] + 0.9 * buf, ns_steps)
     torch.testing.assert_close(w.detach(), expected)
+
+
+def test_muon_ns_steps_comes_from_the_config_and_must_be_positive():
+    _, opt = _optimizer(muon_ns_steps=3)
+    assert {g["ns_steps"] for g in opt.param_groups if g["muon"]} == {3}
+    with pytest.raises(ValueError, match="muon_ns_steps must be >= 1"):
+        OptimConfig(optimizer="muon", muon_ns_steps=0)
 
 
 def test_muon_rejects_a_weight_that_is_not_a_matrix():

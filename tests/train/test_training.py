@@ -4,6 +4,7 @@ EVE start, DeepSpeed configs."""
 from __future__ import annotations
 
 import json
+import math
 import shutil
 from pathlib import Path
 
@@ -16,7 +17,7 @@ from tests.model.frames import letterboxed
 from tests.train.conftest import REPO, loop_overrides
 from videopanda.config import load_config, save_config
 from videopanda.data import DataCollator, VideoPandaDataset, load_tokenizer
-from videopanda.model import build_model
+from videopanda.model import build_model, load_model
 from videopanda.model.geometry import frame_token_counts
 from videopanda.plots import read_tensorboard_scalars
 from videopanda.train.__main__ import main
@@ -349,6 +350,17 @@ def test_skipped_bad_videos_are_counted_at_the_end_and_the_run_finishes(synth_di
     assert err.count("skipped bad sample(s)") == 2
     assert "skipped 2 bad sample(s) in total out of 24 samples" in err
     assert (out / "model.safetensors").is_file()
+
+
+def test_bf16_on_cpu_trains_with_fp32_attention_and_saves_an_fp32_sdpa_model(synth_dir, tmp_path, capsys):
+    out = tmp_path / "run"
+    args = loop_overrides(synth_dir, out, "optim.max_steps=2", "optim.batch_size=2", "checkpoint.every_steps=0")
+    assert main([str(CONFIGS / "train" / "tiny_finetune.yaml"), *args, "distributed.mixed_precision=bf16"]) == 0
+    assert "bf16 on CPU: bf16 matrix products, fp32 attention and convolutions" in capsys.readouterr().err
+    assert all(math.isfinite(v) and v > 0 for _, v in read_tensorboard_scalars(out / "tb")["loss/lm"])
+    saved = load_file(out / "model.safetensors")
+    assert {v.dtype for v in saved.values() if v.is_floating_point()} == {torch.float32}  # autocast: fp32 weights
+    assert load_model(out).config.text_config._attn_implementation == "sdpa"  # the CPU-only name is not saved
 
 
 def test_gradient_accumulation_windows_end_with_the_epoch(synth_dir, tmp_path):

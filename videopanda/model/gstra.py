@@ -15,6 +15,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .precision import fp32_on_cpu
+
 
 class QuickGELU(nn.Module):
     """x * sigmoid(1.702 x), the CLIP activation."""
@@ -79,7 +81,7 @@ class GSTRA(nn.Module):
         attn_mask = None
         if key_padding_mask is not None:
             attn_mask = ~key_padding_mask[:, None, None, :]  # (B*K, 1, 1, S) True = attend
-        out = F.scaled_dot_product_attention(q, k, v, attn_mask=attn_mask)  # (B*K, nh, 1, hd)
+        out = fp32_on_cpu(F.scaled_dot_product_attention, q, k, v, attn_mask=attn_mask)  # (B*K, nh, 1, hd)
         query = query + self.out_proj(out.transpose(1, 2).reshape(n, 1, c))  # (B*K, 1, C)
         query = query + self.mlp(self.ln_2(query))
         return query[:, 0]  # (B*K, C)

@@ -25,6 +25,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from .precision import fp32_on_cpu
+
 
 class LSTE(nn.Module):
     """Local Spatio-Temporal Encoding.
@@ -54,6 +56,6 @@ class LSTE(nn.Module):
         """Args: x0: (B*K, C, T, gh, gw) patch embeddings of every chunk. Returns the same shape (contiguous)."""
         if x0.device.type == "cpu":
             x0 = x0.contiguous(memory_format=torch.channels_last_3d)  # same values, faster depthwise convs on CPU
-        x1 = x0 + self.temporal(x0)  # (B*K, C, T, gh, gw)
-        x2 = x1 + self.dpe(x1) if self.dpe is not None else x1
+        x1 = x0 + fp32_on_cpu(self.temporal, x0)  # (B*K, C, T, gh, gw)
+        x2 = x1 + fp32_on_cpu(self.dpe, x1) if self.dpe is not None else x1
         return x2.contiguous()

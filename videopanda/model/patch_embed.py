@@ -6,6 +6,7 @@ import torch
 from torch import nn
 
 from .geometry import patch_mask
+from .precision import fp32_on_cpu
 
 
 class PatchEmbedding(nn.Module):
@@ -32,5 +33,5 @@ class PatchEmbedding(nn.Module):
         """
         # Contiguous once here: the convolution would copy the strided view in forward and again in backward.
         rgb = frames[:, :3].to(self.proj.weight.dtype).contiguous()  # (N, 3, H, W)
-        patches = self.proj(rgb)  # (N, C, gh, gw)
+        patches = fp32_on_cpu(self.proj, rgb)  # (N, C, gh, gw)
         return patches, patch_mask(frames[:, 3:4], self.patch_size)

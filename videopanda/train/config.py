@@ -75,6 +75,7 @@ class OptimConfig:
     muon_momentum: float = 0.95
     muon_lr_scale: float = 1.0  # Muon groups train at this multiple of their group's learning rate
     muon_convs: bool = False  # Muon for the (not grouped) convolutions too, each weight as (out, in * kernel)
+    muon_ns_steps: int = 5  # Newton-Schulz iterations of Muon's orthogonalisation (the reference's 5)
 
     def __post_init__(self) -> None:
         if self.batch_size < 1 or self.grad_accum < 1:
@@ -83,6 +84,8 @@ class OptimConfig:
             raise ValueError("optim: set max_steps > 0 or epochs > 0")
         if not 0 <= self.warmup_ratio < 1:
             raise ValueError("optim.warmup_ratio must be in [0, 1)")
+        if self.muon_ns_steps < 1:
+            raise ValueError(f"optim.muon_ns_steps must be >= 1, got {self.muon_ns_steps}")
 
 
 @dataclass

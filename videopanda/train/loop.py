@@ -36,6 +36,7 @@ from torch.utils.data import DataLoader
 from videopanda.config import load_config, save_config
 from videopanda.data import DataCollator, ModalityLengthGroupedSampler, VideoPandaDataset, load_tokenizer
 from videopanda.model import ModelConfig, build_model, load_model
+from videopanda.model.precision import CPU_MIXED_SDPA
 
 from .checkpoint import TrainState, find_latest, load_train_state, save_checkpoint
 from .config import TrainConfig
@@ -188,6 +189,15 @@ def build_training_model(cfg: TrainConfig):
     return model.float(), head_state
 
 
+def _keep_cpu_attention_fp32(model) -> None:
+    """Under CPU bf16 autocast, run the LLM's SDPA in fp32 (its bf16 backward is slower there; the STAB's attention
+    and convolutions do the same by themselves): :mod:`videopanda.model.precision`."""
+    text = model.config.text_config
+    if text._attn_implementation == "sdpa":
+        model.model.language_model.set_attn_implementation(CPU_MIXED_SDPA)
+        logger.info("bf16 on CPU: bf16 matrix products, fp32 attention and convolutions")
+
+
 def build_teacher(cfg: TrainConfig) -> VideoTeacher:
     """The frozen teacher: a LanguageBind checkpoint, or a seeded random one of the configured size."""
     from .teacher import TeacherConfig, VideoTeacher, load_teacher
@@ -278,6 +288,8 @@ def train(cfg: TrainConfig) -> Path | None:
     if len(tokenizer) > text.vocab_size:
         raise ValueError(f"tokenizer has {len(tokenizer)} tokens but the LLM's vocab_size is {text.vocab_size}")
     accelerator = build_accelerator(cfg, text.hidden_size)
+    if cfg.distributed.mixed_precision == "bf16" and accelerator.device.type == "cpu" and not cfg.distributed.deepspeed:
+        _keep_cpu_attention_fp32(model)
     if accelerator.is_main_process:
         out.mkdir(parents=True, exist_ok=True)
         save_config(cfg, out / "config.yaml")

@@ -54,7 +54,13 @@ def build_optimizer(task, stage: StageConfig, optim: OptimConfig) -> torch.optim
     if not param_groups:
         raise ValueError("no trainable parameters: check stage.trainable")
     if optim.optimizer == "muon":
-        return MuonAdamW(param_groups, betas=tuple(optim.betas), eps=optim.eps, momentum=optim.muon_momentum)
+        return MuonAdamW(
+            param_groups,
+            betas=tuple(optim.betas),
+            eps=optim.eps,
+            momentum=optim.muon_momentum,
+            ns_steps=optim.muon_ns_steps,
+        )
     return torch.optim.AdamW(param_groups, betas=tuple(optim.betas), eps=optim.eps)
 
 
