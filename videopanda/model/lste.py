@@ -17,7 +17,7 @@ channels-last (oneDNN) kernels take about half as long for the same numbers at t
 (``benchmarks/lste_layout.py``: 23 against 45 ms forward+backward for a micro-batch of 8 videos, 2 threads). At the
 paper's size the channels-last backward is slower on CPU (1.4 against 1.05 s a video) and the forward a little
 faster; nobody trains that size on a CPU, and GPUs keep the default layout. The output is contiguous again,
-whatever the layout inside.
+whatever the layout inside. Under bf16 autocast on a CPU both convolutions stay fp32 (:mod:`.precision`).
 """
 
 from __future__ import annotations
