@@ -82,38 +82,51 @@ class MuonAdamW(torch.optim.Optimizer):
         if closure is not None:
             with torch.enable_grad():
                 loss = closure()
+        updates: list[tuple[dict, torch.Tensor, torch.Tensor]] = []  # (group, param, Nesterov momentum)
         for group in self.param_groups:
             params = [p for p in group["params"] if p.grad is not None]
             if not params:
                 continue
             if group["muon"]:
-                self._muon(group, params)
+                updates += self._nesterov(group, params)
             else:
                 self._adamw(group, params)
+        self._muon(updates)
         return loss
 
-    def _muon(self, group, params) -> None:
-        lr, wd, mu = group["lr"], group["weight_decay"], group["momentum"]
-        by_shape: dict[torch.Size, list[torch.Tensor]] = {}
+    def _nesterov(self, group, params) -> list[tuple[dict, torch.Tensor, torch.Tensor]]:
+        """Advance the momentum buffers of one Muon group; the Nesterov momentum ``g + mu * buf`` of each param."""
+        bufs = []
         for p in params:
-            by_shape.setdefault(p.shape, []).append(p)
-        for shape, same in by_shape.items():  # one batched Newton-Schulz per weight shape (the step's hot loop)
-            bufs = []
-            for p in same:
-                state = self.state[p]
-                if not state:
-                    state["momentum_buffer"] = torch.zeros_like(p)
-                bufs.append(state["momentum_buffer"])
-            grads = [p.grad for p in same]
-            torch._foreach_mul_(bufs, mu)
-            torch._foreach_add_(bufs, grads)
-            nesterov = torch.stack(grads).add_(torch.stack(bufs), alpha=mu)  # (n, *shape)
-            # a convolution's (out, in, *kernel) weight is the matrix (out, in * kernel)
-            update = orthogonalize(nesterov.flatten(2), group["ns_steps"]).view_as(nesterov)
-            if wd:
-                torch._foreach_mul_(same, 1 - lr * wd)
-            scale = 0.2 * math.sqrt(max(shape[0], math.prod(shape[1:])))  # AdamW's update RMS for this shape
-            torch._foreach_add_(same, list(update.unbind(0)), alpha=-lr * scale)
+            state = self.state[p]
+            if not state:
+                state["momentum_buffer"] = torch.zeros_like(p)
+            bufs.append(state["momentum_buffer"])
+        grads = [p.grad for p in params]
+        torch._foreach_mul_(bufs, group["momentum"])
+        torch._foreach_add_(bufs, grads)
+        nesterov = torch._foreach_add(grads, bufs, alpha=group["momentum"])
+        return [(group, p, n) for p, n in zip(params, nesterov, strict=True)]
+
+    def _muon(self, updates: list[tuple[dict, torch.Tensor, torch.Tensor]]) -> None:
+        """Orthogonalise every Muon param's momentum, one batched Newton-Schulz per matrix shape over all groups
+        (a tall matrix joins the wide ones of its transposed shape: the step's hot loop), then apply each update
+        with its group's learning rate and weight decay."""
+        buckets: dict[tuple, list[tuple[dict, torch.Tensor, torch.Tensor]]] = {}
+        for group, p, n in updates:
+            rows, cols = p.shape[0], math.prod(p.shape[1:])  # a convolution's (out, in, *kernel) is (out, in * k)
+            buckets.setdefault((group["ns_steps"], min(rows, cols), max(rows, cols)), []).append((group, p, n))
+        for (ns_steps, small, large), items in buckets.items():
+            # (n, small, large): every matrix wide, as orthogonalize() would turn it
+            wide = torch.stack([n.reshape(small, large) if n.shape[0] == small else n.reshape(large, small).mT
+                                for _, _, n in items])  # fmt: skip
+            ortho = orthogonalize(wide, ns_steps)
+            scale = 0.2 * math.sqrt(large)  # AdamW's update RMS for this shape
+            for (group, p, _), o in zip(items, ortho, strict=True):
+                o = o if p.shape[0] == small else o.mT
+                if group["weight_decay"]:
+                    p.mul_(1 - group["lr"] * group["weight_decay"])
+                p.add_(o.reshape(p.shape), alpha=-group["lr"] * scale)
 
     def _adamw(self, group, params) -> None:
         """torch's own AdamW update (its functional form), with the state keys ``torch.optim.AdamW`` keeps."""
