@@ -20,6 +20,7 @@ from videopanda.data import DataCollator, VideoPandaDataset, load_tokenizer
 from videopanda.model import build_model, load_model
 from videopanda.model.geometry import frame_token_counts
 from videopanda.plots import read_tensorboard_scalars
+from videopanda.train import loop
 from videopanda.train.__main__ import main
 from videopanda.train.config import TrainConfig
 from videopanda.train.distill import DistillHead, distillation_loss, grid_token_positions, select_layers
@@ -361,6 +362,15 @@ def test_bf16_on_cpu_trains_with_fp32_attention_and_saves_an_fp32_sdpa_model(syn
     saved = load_file(out / "model.safetensors")
     assert {v.dtype for v in saved.values() if v.is_floating_point()} == {torch.float32}  # autocast: fp32 weights
     assert load_model(out).config.text_config._attn_implementation == "sdpa"  # the CPU-only name is not saved
+
+
+def test_bf16_on_a_cpu_without_native_bf16_warns_to_turn_it_off(monkeypatch, caplog):
+    monkeypatch.setattr(loop, "cpu_has_fast_bf16", lambda: False)
+    model = build_model(tiny_model_config())
+    with caplog.at_level("WARNING", logger="videopanda.train.loop"):
+        loop._keep_cpu_attention_fp32(model)
+    assert "without native bf16 matrix products" in caplog.text
+    assert "distributed.mixed_precision=no" in caplog.text
 
 
 def test_gradient_accumulation_windows_end_with_the_epoch(synth_dir, tmp_path):

@@ -32,6 +32,15 @@ def fp32_on_cpu(fn: Callable, *args, **kwargs):
         return fn(*args, **kwargs)
 
 
+def cpu_has_fast_bf16() -> bool:
+    """Whether this CPU multiplies bf16 matrices natively (AVX512-BF16 or AMX, as oneDNN sees it); without, bf16
+    autocast makes a CPU step slower, not faster."""
+    try:
+        return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
+    except (AttributeError, RuntimeError):  # a torch built without oneDNN
+        return False
+
+
 def sdpa_attention(module: torch.nn.Module, query, key, value, attention_mask, **kwargs):
     """transformers' SDPA attention (same arguments and result), in fp32 on a CPU under autocast."""
     return fp32_on_cpu(sdpa_attention_forward, module, query, key, value, attention_mask, **kwargs)

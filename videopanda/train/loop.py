@@ -36,7 +36,7 @@ from torch.utils.data import DataLoader
 from videopanda.config import load_config, save_config
 from videopanda.data import DataCollator, ModalityLengthGroupedSampler, VideoPandaDataset, load_tokenizer
 from videopanda.model import ModelConfig, build_model, load_model
-from videopanda.model.precision import CPU_MIXED_SDPA
+from videopanda.model.precision import CPU_MIXED_SDPA, cpu_has_fast_bf16
 
 from .checkpoint import TrainState, find_latest, load_train_state, save_checkpoint
 from .config import TrainConfig
@@ -192,6 +192,11 @@ def build_training_model(cfg: TrainConfig):
 def _keep_cpu_attention_fp32(model) -> None:
     """Under CPU bf16 autocast, run the LLM's SDPA in fp32 (its bf16 backward is slower there; the STAB's attention
     and convolutions do the same by themselves): :mod:`videopanda.model.precision`."""
+    if not cpu_has_fast_bf16():
+        logger.warning(
+            "distributed.mixed_precision=bf16 on a CPU without native bf16 matrix products (AVX512-BF16 or AMX): "
+            "steps will be slower than in fp32; set distributed.mixed_precision=no"
+        )
     text = model.config.text_config
     if text._attn_implementation == "sdpa":
         model.model.language_model.set_attn_implementation(CPU_MIXED_SDPA)
