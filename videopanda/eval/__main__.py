@@ -184,9 +184,13 @@ def _cmd_generate(args) -> int:
     data_cfg = load_config(
         DataConfig, args.data_config, [*([] if args.data_config else sizes), *trained, *args.data_set]
     )
-    if not data_cfg.system_prompt:
-        source = "--data-set" if any(x.startswith("system_prompt=") for x in args.data_set) else "--data-config"
-        source = "the run folder" if source == "--data-config" and trained else source
+    if not data_cfg.system_prompt:  # the last of --data-config, the run folder, --data-set that sets it wins
+        if any(x.startswith("system_prompt=") for x in args.data_set):
+            source = "--data-set"
+        elif trained:
+            source = "the run folder"
+        else:
+            source = "--data-config"
         logger.info("prompts without the system prompt (data.system_prompt=false, set by %s)", source)
     data_cfg.check_against(stab)
     settings = GenerationSettings(
